@@ -1,0 +1,162 @@
+"""The exception tree and the Problem value (RFC 7807, RFC 8555 §6.7).
+
+Three sources of failure are kept apart:
+
+* the server said no, in a problem document -> :class:`ProblemError` and subclasses;
+* the server broke the protocol (bad JSON, a missing field) -> :class:`ProtocolError`;
+* the network failed (connect, TLS, timeout) -> :class:`NetworkError`.
+
+Input that is wrong before anything is sent (a bad name, an unreadable key) raises
+:class:`InvalidInput`, which is also a :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AcmeliteError",
+    "AuthorizationFailed",
+    "BadNonceError",
+    "DeadlineExceeded",
+    "InvalidInput",
+    "NetworkError",
+    "Problem",
+    "ProblemError",
+    "ProtocolError",
+    "RateLimitedError",
+    "SolverError",
+]
+
+ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """An RFC 7807 problem document as ACME uses it (RFC 8555 §6.7).
+
+    ``identifier`` is set on subproblems (RFC 8555 §6.7.1) and on problems the client
+    attaches to a failed authorization.
+    """
+
+    type: str = "about:blank"
+    detail: str = ""
+    status: int | None = None
+    title: str = ""
+    instance: str = ""
+    identifier: str | None = None
+    subproblems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def short_type(self) -> str:
+        """``badNonce`` for ``urn:ietf:params:acme:error:badNonce``; else the type as is."""
+        if self.type.startswith(ACME_ERROR_PREFIX):
+            return self.type[len(ACME_ERROR_PREFIX) :]
+        return self.type
+
+    @classmethod
+    def from_json(cls, data: object, *, status: int | None = None) -> Problem:
+        """Parse a problem document; tolerant of missing or mistyped fields."""
+        if not isinstance(data, Mapping):
+            return cls(detail=str(data)[:500], status=status)
+        ident = data.get("identifier")
+        ident_value: str | None = None
+        if isinstance(ident, Mapping):
+            value = ident.get("value")
+            ident_value = value if isinstance(value, str) else None
+        subs = data.get("subproblems")
+        sub_list: Sequence[object] = subs if isinstance(subs, list) else []
+        raw_status = data.get("status")
+        return cls(
+            type=_text(data.get("type")) or "about:blank",
+            detail=_text(data.get("detail")),
+            title=_text(data.get("title")),
+            instance=_text(data.get("instance")),
+            status=raw_status if isinstance(raw_status, int) else status,
+            identifier=ident_value,
+            subproblems=tuple(cls.from_json(s) for s in sub_list),
+        )
+
+    def describe(self) -> str:
+        """One line: ``[name] type: detail (subproblem; subproblem)``."""
+        head = f"{self.identifier}: " if self.identifier else ""
+        text = f"{head}{self.short_type}: {self.detail or self.title or 'no detail given'}"
+        if self.subproblems:
+            text += " (" + "; ".join(s.describe() for s in self.subproblems) + ")"
+        return text
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class AcmeliteError(Exception):
+    """Base of every error acmelite raises on purpose."""
+
+
+class InvalidInput(AcmeliteError, ValueError):
+    """Input refused before any network call: a bad name, key, CSR or option."""
+
+
+class NetworkError(AcmeliteError):
+    """The network failed: connection refused or reset, TLS verification, timeout."""
+
+
+class ProtocolError(AcmeliteError):
+    """The server answered something RFC 8555 does not allow (bad JSON, missing field)."""
+
+
+class DeadlineExceeded(AcmeliteError):
+    """An overall deadline or a polling limit ran out."""
+
+
+class SolverError(AcmeliteError):
+    """A challenge solver could not publish or clean up its answer."""
+
+    def __init__(self, message: str, *, identifiers: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.identifiers = tuple(identifiers)
+
+
+class ProblemError(AcmeliteError):
+    """The server answered with a problem document."""
+
+    def __init__(
+        self, problem: Problem, *, url: str = "", retry_after: float | None = None
+    ) -> None:
+        self.problem = problem
+        self.url = url
+        self.retry_after = retry_after
+        super().__init__(problem.describe())
+
+
+class BadNonceError(ProblemError):
+    """``badNonce``: retried with the fresh nonce from the same response (RFC 8555 §6.5)."""
+
+
+class RateLimitedError(ProblemError):
+    """``rateLimited`` (HTTP 429); ``retry_after`` says when the CA allows another try."""
+
+
+class AuthorizationFailed(AcmeliteError):
+    """One or more authorizations of an order became invalid.
+
+    ``problems`` holds one :class:`Problem` per failed identifier, with ``identifier`` set.
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        names = ", ".join(p.identifier or "?" for p in self.problems)
+        details = "; ".join(p.describe() for p in self.problems)
+        super().__init__(f"validation failed for {names}: {details}")
+
+
+def problem_error(problem: Problem, *, url: str = "", retry_after: float | None = None) -> ProblemError:
+    """The most specific :class:`ProblemError` subclass for ``problem``."""
+    kind: type[ProblemError] = ProblemError
+    if problem.short_type == "badNonce":
+        kind = BadNonceError
+    elif problem.short_type == "rateLimited" or problem.status == 429:
+        kind = RateLimitedError
+    return kind(problem, url=url, retry_after=retry_after)
