@@ -1,0 +1,204 @@
+"""HTTP-01 solvers (RFC 8555 §8.3): a standalone server and a webroot writer."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+from ..errors import InvalidInput, SolverError
+from .base import ChallengeTask
+
+__all__ = ["ACME_CHALLENGE_PATH", "StandaloneSolver", "WebrootSolver", "check_token"]
+
+log = logging.getLogger(__name__)
+
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def check_token(token: str) -> str:
+    """A token is pure base64url (RFC 8555 §8.3); anything else could name another path."""
+    if not _TOKEN_RE.fullmatch(token):
+        raise SolverError(f"the CA sent a token that is not base64url: {token[:40]!r}")
+    return token
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ChallengeServer
+    server_version = "acmelite"
+    sys_version = ""
+    timeout = 10  # a slow client cannot hold a handler thread for ever
+
+    def do_GET(self) -> None:
+        body = None
+        if self.path.startswith(ACME_CHALLENGE_PATH):
+            token = self.path[len(ACME_CHALLENGE_PATH):]
+            with self.server.lock:
+                body = self.server.answers.get(token)
+        if body is None:
+            self._reply(404, b"not found\n")
+        else:
+            self._reply(200, body.encode("ascii"))
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        log.debug("http-01 server: " + format, *args)
+
+
+class _ChallengeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], *, ipv6: bool) -> None:
+        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        self.answers: dict[str, str] = {}
+        self.lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class StandaloneSolver:
+    """Serves ``/.well-known/acme-challenge/<token>`` from a small threaded HTTP server.
+
+    The server starts in :meth:`perform` and stops in :meth:`cleanup`; it answers only the
+    tokens in flight and 404 for everything else. ``address`` ``""`` listens on all
+    addresses (IPv6 and IPv4 where the system allows).
+    """
+
+    challenge_type: ClassVar[str] = "http-01"
+
+    def __init__(self, port: int = 80, address: str = "") -> None:
+        if not 0 <= port <= 65535:
+            raise InvalidInput(f"--http-port {port} is not a TCP port")
+        self.port = port
+        self.address = address
+        self._server: _ChallengeServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually listened on (useful with ``port=0``)."""
+        if self._server is None:
+            return self.port
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        ipv6 = self.address == "" and socket.has_ipv6 or ":" in self.address
+        host = ("::" if ipv6 else "0.0.0.0") if self.address == "" else self.address  # noqa: S104
+        try:
+            server = _ChallengeServer((host, self.port), ipv6=ipv6)
+        except OSError as exc:
+            if self.address == "" and ipv6 and exc.errno == errno.EAFNOSUPPORT:
+                server = _ChallengeServer(("0.0.0.0", self.port), ipv6=False)  # noqa: S104
+            elif exc.errno == errno.EADDRINUSE:
+                raise InvalidInput(
+                    f"port {self.port} on {self.address or 'all addresses'} is already in use;"
+                    " stop the server holding it, use --webroot DIR, or pick --http-port"
+                ) from None
+            elif exc.errno == errno.EACCES:
+                raise InvalidInput(
+                    f"no permission to listen on port {self.port}; run as root, give the"
+                    " binary CAP_NET_BIND_SERVICE, or use --webroot DIR"
+                ) from None
+            else:
+                raise InvalidInput(f"cannot listen on {host} port {self.port}: {exc.strerror}") from None
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="acmelite-http01", daemon=True,
+        )
+        self._thread.start()
+        log.debug("http-01 server listening on %s port %d", host, self.bound_port)
+
+    def perform(self, tasks: Sequence[ChallengeTask]) -> None:
+        answers = {check_token(t.token): t.key_authorization for t in tasks}
+        self.start()
+        assert self._server is not None  # noqa: S101 - start() sets it
+        with self._server.lock:
+            self._server.answers.update(answers)
+
+    def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+
+class WebrootSolver:
+    """Writes ``<webroot>/.well-known/acme-challenge/<token>`` for a running web server."""
+
+    challenge_type: ClassVar[str] = "http-01"
+
+    def __init__(self, webroot: str | os.PathLike[str]) -> None:
+        self.webroot = Path(webroot)
+        self._written: list[Path] = []
+        self._made_dirs: list[Path] = []
+
+    def perform(self, tasks: Sequence[ChallengeTask]) -> None:
+        if not self.webroot.is_dir():
+            raise InvalidInput(f"--webroot {self.webroot} is not a directory")
+        directory = self.webroot / ".well-known" / "acme-challenge"
+        for part in (directory.parent, directory):
+            if not part.exists():
+                try:
+                    part.mkdir(mode=0o755)
+                except OSError as exc:
+                    raise SolverError(f"cannot create {part}: {exc.strerror}") from None
+                self._made_dirs.append(part)
+        for task in tasks:
+            path = directory / check_token(task.token)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(task.key_authorization.encode("ascii"))
+            except OSError as exc:
+                raise SolverError(f"cannot write {path}: {exc.strerror}",
+                                  identifiers=[task.name]) from None
+            self._written.append(path)
+
+    def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
+        errors = []
+        for path in self._written:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror}")
+        self._written.clear()
+        for part in reversed(self._made_dirs):
+            with contextlib.suppress(OSError):
+                part.rmdir()
+        self._made_dirs.clear()
+        if errors:
+            raise SolverError("cannot remove challenge files: " + "; ".join(errors))

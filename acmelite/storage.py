@@ -1,0 +1,193 @@
+"""Files on disk: atomic writes, private-key modes, and certificate output directories.
+
+Every file is written to a temporary file in its own directory (created with its final
+mode, so a key is 0600 from its first byte), fsync-ed, and renamed over the target.
+
+An output directory switches all four files at once. Its layout::
+
+    out/privkey.pem   -> .live/privkey.pem        (and cert, chain, fullchain)
+    out/.live         -> .versions/<n>
+    out/.versions/<n>/{privkey,cert,chain,fullchain}.pem
+
+A new certificate goes into a new version directory; only when all of it is on disk
+does one ``rename`` of the ``.live`` link make it current. A crash at any moment leaves
+either the old set or the new set, never a key from one and a certificate from another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from .errors import AcmeliteError, InvalidInput
+
+__all__ = [
+    "BUNDLE_FILES",
+    "OutputLock",
+    "atomic_write",
+    "ensure_private_dir",
+    "write_output_dir",
+]
+
+#: The files of an output directory, with their modes.
+BUNDLE_FILES: Mapping[str, int] = {
+    "privkey.pem": 0o600,
+    "cert.pem": 0o644,
+    "chain.pem": 0o644,
+    "fullchain.pem": 0o644,
+}
+_KEEP_VERSIONS = 3
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700 where it does not exist yet."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if not path.is_dir():
+            raise InvalidInput(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot create directory {path}: {exc.strerror}") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically; the file never exists with another mode."""
+    target = Path(path)
+    directory = target.parent
+    fd, tmp = _create_temp(directory, target.name, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _create_temp(directory: Path, name: str, mode: int) -> tuple[int, str]:
+    for _ in range(100):
+        tmp = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            # O_EXCL + the final mode: the file is born with its permissions (umask may
+            # only tighten them), so a private key is never readable by others.
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), str(tmp)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise InvalidInput(f"cannot write in {directory}: {exc.strerror}") from None
+    raise AcmeliteError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+
+
+def write_output_dir(out: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Install ``files`` (names from :data:`BUNDLE_FILES`) in ``out`` as one new version.
+
+    Returns the version directory. Earlier files stay untouched until the final rename.
+    """
+    root = Path(out)
+    ensure_private_dir(root)
+    versions = root / ".versions"
+    ensure_private_dir(versions)
+    version = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=versions))
+    for name, data in files.items():
+        atomic_write(version / name, data, mode=BUNDLE_FILES.get(name, 0o644))
+    _fsync_dir(versions)
+    _swap_link(root / ".live", os.path.join(".versions", version.name))
+    for name in files:
+        link = root / name
+        target = os.path.join(".live", name)
+        if not (link.is_symlink() and os.readlink(link) == target):
+            _swap_link(link, target)
+    _fsync_dir(root)
+    _prune(versions, keep=version.name)
+    return version
+
+
+def _swap_link(link: Path, target: str) -> None:
+    tmp = link.parent / f".{link.name}.{os.urandom(4).hex()}.lnk"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _prune(versions: Path, *, keep: str) -> None:
+    entries = sorted(p for p in versions.iterdir() if p.is_dir())
+    for old in entries[:-_KEEP_VERSIONS]:
+        if old.name == keep:
+            continue
+        for child in old.iterdir():
+            with contextlib.suppress(OSError):
+                child.unlink()
+        with contextlib.suppress(OSError):
+            old.rmdir()
+
+
+class OutputLock:
+    """An exclusive lock on an output directory, so two runs never interleave their files."""
+
+    def __init__(self, out: str | Path, *, wait: float = 0.0) -> None:
+        self.path = Path(out) / ".lock"
+        self.wait = wait
+        self._fd: int | None = None
+        self._made_dir = False
+
+    def __enter__(self) -> OutputLock:
+        self._made_dir = not self.path.parent.exists()
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AcmeliteError(
+                        f"{self.path.parent} is locked by another acmelite run; try again when"
+                        " it has finished"
+                    ) from None
+                time.sleep(0.1)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            if self._made_dir and os.listdir(self.path.parent) == [self.path.name]:
+                # Nothing was installed in a directory this run created: leave no trace.
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                    self.path.parent.rmdir()
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def locked(out: str | Path, *, wait: float = 0.0) -> Iterator[None]:
+    """``with locked(out): ...`` — see :class:`OutputLock`."""
+    with OutputLock(out, wait=wait):
+        yield

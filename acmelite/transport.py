@@ -1,0 +1,344 @@
+"""HTTP transport: the only module that imports ``requests``.
+
+It owns the session (one kept-alive connection pool), the CA bundle, timeouts, the
+nonce pool, signed POSTs and the translation of every failure into acmelite's errors.
+
+Theory of operation — nonces and retries (RFC 8555 §6.5, §6.6):
+
+* Every response may carry ``Replay-Nonce``; each one goes into the pool. A signed
+  request takes a nonce from the pool, and only when the pool is empty does it spend a
+  ``HEAD newNonce``. In a sequential flow that means exactly one newNonce per run.
+* ``badNonce`` is not an error for the caller: the problem response carries a fresh
+  nonce, so the request is signed again with it and resent, up to ``max_bad_nonce``
+  times (a CA rejecting half of all nonces still succeeds with near certainty).
+* 429 and 503 with ``Retry-After`` are waited out when the wait fits under
+  ``max_retry_after`` and the deadline; otherwise the error carries ``retry_after``.
+* A connection failure is retried only for requests that are safe to repeat: GET, HEAD
+  and POST-as-GET. A signed POST with a payload may have taken effect; it is not resent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+from ._version import __version__
+from .errors import (
+    BadNonceError,
+    DeadlineExceeded,
+    NetworkError,
+    Problem,
+    ProblemError,
+    ProtocolError,
+    problem_error,
+)
+
+__all__ = ["NoncePool", "Response", "Transport", "parse_retry_after"]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"acmelite/{__version__} python-requests/{requests.__version__}"
+JOSE_JSON = "application/jose+json"
+_LINK_RE = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; ``None`` when absent or invalid."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def parse_links(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``Link`` headers (RFC 8288) as ``(rel, url)`` pairs, every header and every link."""
+    links: list[tuple[str, str]] = []
+    for value in values:
+        for match in _LINK_RE.finditer(value):
+            url, params = match.group(1), match.group(2)
+            rel = re.search(r'rel\s*=\s*"?([^";,]+)"?', params)
+            if rel:
+                links.extend((r, url) for r in rel.group(1).split())
+    return tuple(links)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What acmelite keeps of an HTTP response."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    links: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("Location", "")
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+    def link(self, rel: str) -> list[str]:
+        return [url for r, url in self.links if r == rel]
+
+    def json(self) -> Mapping[str, object]:
+        """The body as a JSON object, or :class:`ProtocolError` saying what came instead."""
+        try:
+            data = json.loads(self.content)
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolError(
+                f"{self.url} answered HTTP {self.status} with {self.content_type or 'no type'}"
+                f" that is not JSON: {_snippet(self.content)}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{self.url} answered JSON that is not an object")
+        return data
+
+
+def _snippet(content: bytes, limit: int = 120) -> str:
+    text = re.sub(r"<[^>]*>", " ", content[:2000].decode("utf-8", "replace"))
+    text = " ".join(text.split())
+    return repr(text[:limit]) if text else "(empty body)"
+
+
+class NoncePool:
+    """A thread-safe pool of unused nonces, newest first (RFC 8555 §7.2)."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._nonces: deque[str] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def put(self, nonce: str | None) -> None:
+        if nonce:
+            with self._lock:
+                self._nonces.append(nonce)
+
+    def take(self) -> str | None:
+        with self._lock:
+            return self._nonces.pop() if self._nonces else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._nonces)
+
+
+class Transport:
+    """One HTTP session to one ACME server. Safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        timeout: float = 30.0,
+        user_agent: str = USER_AGENT,
+        max_bad_nonce: int = 25,
+        max_retry_after: float = 60.0,
+        max_rate_limit_retries: int = 3,
+        connection_retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+        insecure: bool = False,
+    ) -> None:
+        self.new_nonce_url = ""
+        self.nonces = NoncePool()
+        self.timeout = timeout
+        self.max_bad_nonce = max_bad_nonce
+        self.max_retry_after = max_retry_after
+        self.max_rate_limit_retries = max_rate_limit_retries
+        self.connection_retries = connection_retries
+        self._sleep = sleep
+        # requests prefers REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over Session.verify, so the
+        # bundle is passed with every request, where it always wins.
+        self._verify: str | bool = False if insecure else (ca_bundle or True)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = user_agent
+        self._count_lock = threading.Lock()
+        self.request_count = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- plain requests -------------------------------------------------------------
+
+    def get(self, url: str, *, deadline: float | None = None) -> Response:
+        """An unauthenticated GET (the directory, RFC 8555 §7.1.1; renewalInfo, RFC 9773)."""
+        return self._checked("GET", url, deadline=deadline, idempotent=True)
+
+    def new_nonce(self, *, deadline: float | None = None) -> str:
+        """``HEAD newNonce`` (RFC 8555 §7.2); only used when the pool is empty."""
+        if not self.new_nonce_url:
+            raise ProtocolError("no newNonce URL: fetch the directory first")
+        resp = self._send("HEAD", self.new_nonce_url, deadline=deadline, idempotent=True)
+        nonce = resp.headers.get("Replay-Nonce")
+        if not nonce:
+            raise ProtocolError(f"{self.new_nonce_url} returned no Replay-Nonce header")
+        return nonce
+
+    # -- signed requests ------------------------------------------------------------
+
+    def post(
+        self,
+        url: str,
+        sign: Callable[[str], bytes],
+        *,
+        as_get: bool = False,
+        accept: str | None = None,
+        deadline: float | None = None,
+    ) -> Response:
+        """A signed POST. ``sign(nonce)`` returns the JWS body for that nonce.
+
+        ``as_get`` marks a POST-as-GET, which is safe to repeat after a connection error.
+        """
+        bad_nonces = rate_limits = 0
+        while True:
+            nonce = self.nonces.take() or self.new_nonce(deadline=deadline)
+            headers = {"Content-Type": JOSE_JSON}
+            if accept:
+                headers["Accept"] = accept
+            try:
+                return self._checked(
+                    "POST", url, data=sign(nonce), headers=headers,
+                    deadline=deadline, idempotent=as_get,
+                )
+            except BadNonceError:
+                bad_nonces += 1
+                if bad_nonces > self.max_bad_nonce:
+                    raise
+                log.debug("badNonce from %s; retrying with the fresh nonce (%d)", url, bad_nonces)
+            except ProblemError as exc:
+                rate_limits += 1
+                if not self._should_wait(exc, rate_limits, deadline):
+                    raise
+                assert exc.retry_after is not None  # noqa: S101 - checked by _should_wait
+                log.info("%s asks to retry after %.0f s; waiting", url, exc.retry_after)
+                self._sleep(exc.retry_after)
+
+    def _should_wait(self, exc: ProblemError, attempt: int, deadline: float | None) -> bool:
+        if exc.problem.status not in (429, 503) or exc.retry_after is None:
+            return False
+        if attempt > self.max_rate_limit_retries or exc.retry_after > self.max_retry_after:
+            return False
+        return deadline is None or time.monotonic() + exc.retry_after < deadline
+
+    # -- the wire -------------------------------------------------------------------
+
+    def _checked(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        idempotent: bool,
+    ) -> Response:
+        resp = self._send(method, url, data=data, headers=headers, deadline=deadline,
+                          idempotent=idempotent)
+        if resp.status < 400:
+            return resp
+        if resp.content_type == "application/problem+json":
+            try:
+                problem = Problem.from_json(resp.json(), status=resp.status)
+            except ProtocolError:
+                problem = Problem(detail=_snippet(resp.content), status=resp.status)
+            raise problem_error(problem, url=url, retry_after=resp.retry_after)
+        if resp.status in (429, 503):
+            problem = Problem(
+                type="urn:ietf:params:acme:error:rateLimited" if resp.status == 429 else "about:blank",
+                detail=f"HTTP {resp.status} {_snippet(resp.content)}", status=resp.status,
+            )
+            raise problem_error(problem, url=url, retry_after=resp.retry_after)
+        raise ProtocolError(
+            f"{url} answered HTTP {resp.status} with {resp.content_type or 'no content type'}"
+            f" instead of a problem document: {_snippet(resp.content)}"
+        )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        idempotent: bool,
+    ) -> Response:
+        attempts = 1 + (self.connection_retries if idempotent else 0)
+        for attempt in range(1, attempts + 1):
+            timeout = self.timeout
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceeded(f"deadline reached before {method} {url}")
+                timeout = min(timeout, remaining)
+            try:
+                raw = self._session.request(
+                    method, url, data=data, headers=dict(headers or {}),
+                    timeout=timeout, verify=self._verify, allow_redirects=False,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise NetworkError(
+                    f"TLS verification of {_host(url)} failed ({_reason(exc)}); if the ACME"
+                    " server uses a private CA, pass its root with --ca-bundle"
+                ) from exc
+            except requests.exceptions.RequestException as exc:
+                if attempt < attempts:
+                    log.debug("%s %s failed (%s); retrying", method, url, _reason(exc))
+                    self._sleep(min(0.5 * attempt, 2.0))
+                    continue
+                raise _network_error(method, url, exc, timeout) from exc
+            with self._count_lock:
+                self.request_count += 1
+            self.nonces.put(raw.headers.get("Replay-Nonce"))
+            log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(raw.content))
+            return Response(
+                url=url, status=raw.status_code, headers=raw.headers, content=raw.content,
+                links=parse_links(raw.raw.headers.getlist("Link") if raw.raw is not None else []),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("certificate verify failed:", "Caused by"):
+        if marker in text:
+            text = text[text.index(marker):]
+            break
+    return " ".join(text.split())[:200]
+
+
+def _network_error(method: str, url: str, exc: requests.RequestException, timeout: float) -> NetworkError:
+    if isinstance(exc, requests.exceptions.Timeout):
+        return NetworkError(f"{_host(url)} did not answer {method} {url} within {timeout:.0f} s")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return NetworkError(f"cannot reach {_host(url)} ({_reason(exc)}); check --server and the network")
+    return NetworkError(f"{method} {url} failed: {_reason(exc)}")
+
