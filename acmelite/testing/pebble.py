@@ -69,7 +69,12 @@ DEFAULT_PROFILES: Mapping[str, Mapping[str, object]] = {
     "default": {"description": "90-day certificates", "validityPeriod": 7776000},
     "shortlived": {"description": "6-day certificates", "validityPeriod": 518400},
 }
-"""The ``profiles`` Pebble is configured with unless told otherwise (Pebble 2.7 and later)."""
+"""The ``profiles`` Pebble is configured with unless told otherwise (Pebble 2.7 and later).
+
+Pebble 2.10 gives an order that names no profile a randomly chosen one, so without ``profile``
+in newOrder a certificate lasts 90 or 6 days. Pass ``profiles`` with a single entry for a fixed
+validity period.
+"""
 
 _INSTALL_HINT = "run scripts/install-pebble, or set ACMELITE_PEBBLE_BIN=/path/to/pebble"
 _CACHE_BIN = Path(".cache", "pebble", "usr", "bin")

@@ -1,0 +1,47 @@
+# acmelite developer tasks. `make test` is the one command: it installs what is missing first.
+#   make install   pip install -e '.[test,dev]' and Pebble into .cache/ (quick when done)
+#   make test      unit + integration tests (pytest options live in pyproject.toml)
+#   make lint      ruff check, ruff format --check, mypy --strict
+#   make demo      issue a certificate from a throwaway local Pebble with the acmelite CLI
+# PYTHON=python3.12 make test   picks the interpreter; PYTEST_ARGS='-k nonce -x' narrows tests.
+
+PYTHON ?= python3
+PYTEST_ARGS ?=
+PIP_STAMP := .cache/pip-install.stamp
+
+.PHONY: install pebble test lint format demo clean distclean
+
+install: pebble
+	@prefix=$$($(PYTHON) -c 'import sys; print(sys.prefix)'); \
+	if [ -f $(PIP_STAMP) ] && [ $(PIP_STAMP) -nt pyproject.toml ] \
+	   && [ "$$(cat $(PIP_STAMP))" = "$$prefix" ]; then \
+	  echo "python packages: up to date in $$prefix"; \
+	else \
+	  $(PYTHON) -m pip install --disable-pip-version-check -q -e '.[test,dev]' \
+	    && mkdir -p .cache && echo "$$prefix" > $(PIP_STAMP); \
+	fi
+
+pebble:
+	@scripts/install-pebble
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy --strict acmelite
+
+format:
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+demo: install
+	$(PYTHON) scripts/demo.py
+
+clean:
+	rm -rf demo-output .pytest_cache .mypy_cache .ruff_cache $(PIP_STAMP)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .cache
