@@ -27,10 +27,13 @@ pebble:
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# All three checks run even when one fails, so one CI run shows every problem.
 lint:
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m ruff format --check .
-	$(PYTHON) -m mypy --strict acmelite
+	@status=0; \
+	echo "$(PYTHON) -m ruff check ."; $(PYTHON) -m ruff check . || status=1; \
+	echo "$(PYTHON) -m ruff format --check ."; $(PYTHON) -m ruff format --check . || status=1; \
+	echo "$(PYTHON) -m mypy --strict acmelite"; $(PYTHON) -m mypy --strict acmelite || status=1; \
+	exit $$status
 
 format:
 	$(PYTHON) -m ruff format .
