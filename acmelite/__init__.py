@@ -13,24 +13,78 @@ The high-level call::
 Every protocol step below ``issue`` is public on :class:`AcmeClient`.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
-from .errors import (
-    AcmeliteError,
-    AuthorizationFailed,
-    BadNonceError,
-    DeadlineExceeded,
-    InvalidInput,
-    NetworkError,
-    Problem,
-    ProblemError,
-    ProtocolError,
-    RateLimitedError,
-    SolverError,
-)
-from .keys import AccountKey
-from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
-from .solvers.base import ChallengeTask, Solver
+
+if TYPE_CHECKING:
+    from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+    from .errors import (
+        AcmeliteError,
+        AuthorizationFailed,
+        BadNonceError,
+        DeadlineExceeded,
+        InvalidInput,
+        NetworkError,
+        Problem,
+        ProblemError,
+        ProtocolError,
+        RateLimitedError,
+        SolverError,
+    )
+    from .keys import AccountKey
+    from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
+    from .solvers.base import ChallengeTask, Solver
+
+# Theory of operation — lazy imports (PEP 562). ``import acmelite`` runs for every
+# ``acmelite`` command, ``--help`` included, because ``acmelite.cli`` is a subpackage. The
+# public names live in modules that pull in requests, cryptography and josepy (about
+# 0.3 s of imports on a small machine), so they are imported on first use: the first
+# ``acmelite.AcmeClient`` imports ``acmelite.client``, and later lookups find the name in
+# this module's globals without coming back here.
+_LAZY = {
+    "AcmeClient": "client",
+    "CertificateBundle": "client",
+    "ExternalAccountBinding": "client",
+    "AcmeliteError": "errors",
+    "AuthorizationFailed": "errors",
+    "BadNonceError": "errors",
+    "DeadlineExceeded": "errors",
+    "InvalidInput": "errors",
+    "NetworkError": "errors",
+    "Problem": "errors",
+    "ProblemError": "errors",
+    "ProtocolError": "errors",
+    "RateLimitedError": "errors",
+    "SolverError": "errors",
+    "AccountKey": "keys",
+    "Account": "models",
+    "Authorization": "models",
+    "Challenge": "models",
+    "Directory": "models",
+    "Identifier": "models",
+    "Order": "models",
+    "RenewalInfo": "models",
+    "ChallengeTask": "solvers.base",
+    "Solver": "solvers.base",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Account",

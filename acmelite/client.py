@@ -44,7 +44,7 @@ from .errors import (
     ProblemError,
     ProtocolError,
 )
-from .keys import AccountKey, PrivateKey, generate_private_key, private_key_pem
+from .keys import AccountKey, PrivateKey, b64url, generate_private_key, private_key_pem
 from .models import Account, Authorization, Challenge, Directory, Identifier, Order
 from .names import matches, parse_identifiers
 from .solvers.base import ChallengeTask, Solver
@@ -308,7 +308,7 @@ class AcmeClient:
                  deadline: float | None = None) -> Order:
         """Send the CSR and wait until the certificate is issued (order ``valid``)."""
         der = csr.public_bytes(serialization.Encoding.DER)
-        resp = self._post(order.finalize, {"csr": jws.b64url(der)}, deadline=deadline)
+        resp = self._post(order.finalize, {"csr": b64url(der)}, deadline=deadline)
         order = Order.from_json(resp.json(), url=order.url)
         order = self.poll_order(order, ("valid", "invalid"), deadline=deadline,
                                 retry_after=resp.retry_after)

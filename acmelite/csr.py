@@ -82,7 +82,9 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     names = [str(n) for n in ext.value.get_values_for_type(x509.DNSName)]
-    names += [ipaddress.ip_address(ip).compressed for ip in ext.value.get_values_for_type(x509.IPAddress)]
+    for ip in ext.value.get_values_for_type(x509.IPAddress):
+        if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            names.append(ip.compressed)
     return names
 
 

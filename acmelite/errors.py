@@ -152,7 +152,9 @@ class AuthorizationFailed(AcmeliteError):
         super().__init__(f"validation failed for {names}: {details}")
 
 
-def problem_error(problem: Problem, *, url: str = "", retry_after: float | None = None) -> ProblemError:
+def problem_error(
+    problem: Problem, *, url: str = "", retry_after: float | None = None
+) -> ProblemError:
     """The most specific :class:`ProblemError` subclass for ``problem``."""
     kind: type[ProblemError] = ProblemError
     if problem.short_type == "badNonce":

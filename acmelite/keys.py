@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import josepy
+from josepy import jwa, jwk
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -25,6 +26,7 @@ __all__ = [
     "PrivateKey",
     "b64url",
     "generate_private_key",
+    "jwk_thumbprint",
     "load_private_key",
     "private_key_pem",
 ]
@@ -71,7 +73,9 @@ def load_private_key(data: bytes, *, source: str = "key") -> PrivateKey:
         else:
             key = serialization.load_der_private_key(data, password=None)
     except TypeError:
-        raise InvalidInput(f"{source}: the key is encrypted; acmelite needs it unencrypted") from None
+        raise InvalidInput(
+            f"{source}: the key is encrypted; acmelite needs it unencrypted"
+        ) from None
     except ValueError:
         raise InvalidInput(f"{source}: not a PEM or DER private key") from None
     if isinstance(key, rsa.RSAPrivateKey):
@@ -85,7 +89,22 @@ def load_private_key(data: bytes, *, source: str = "key") -> PrivateKey:
     raise InvalidInput(f"{source}: {type(key).__name__} keys are not supported; use EC or RSA")
 
 
-_EC_ALGS = {"secp256r1": josepy.ES256, "secp384r1": josepy.ES384, "secp521r1": josepy.ES512}
+def jwk_thumbprint(public_jwk: Mapping[str, str]) -> str:
+    """RFC 7638 §3: SHA-256 over the required members, sorted, no white space; base64url."""
+    required = ("e", "kty", "n") if public_jwk.get("kty") == "RSA" else ("crv", "kty", "x", "y")
+    try:
+        members = {k: public_jwk[k] for k in required}
+    except KeyError as exc:
+        raise InvalidInput(f"JWK lacks the member {exc.args[0]!r}") from None
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+_EC_ALGS: dict[str, jwa.JWASignature] = {
+    "secp256r1": jwa.ES256,
+    "secp384r1": jwa.ES384,
+    "secp521r1": jwa.ES512,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,27 +138,27 @@ class AccountKey:
     @property
     def alg(self) -> str:
         """The JWS ``alg`` for this key (RFC 7518 §3.1)."""
-        return self._jwa().name
+        name: str = self._jwa().name
+        return name
 
-    def _jwa(self) -> josepy.JWASignature:
+    def _jwa(self) -> jwa.JWASignature:
         if isinstance(self.key, rsa.RSAPrivateKey):
-            return josepy.RS256
+            return jwa.RS256
         return _EC_ALGS[self.key.curve.name]
 
     def public_jwk(self) -> dict[str, str]:
         """The public key as a JWK (RFC 7517), for the ``jwk`` header and thumbprints."""
-        jwk = josepy.JWKRSA(key=self.key) if isinstance(self.key, rsa.RSAPrivateKey) else (
-            josepy.JWKEC(key=self.key)
+        wrapped: jwk.JWK = (
+            jwk.JWKRSA(key=self.key)
+            if isinstance(self.key, rsa.RSAPrivateKey)
+            else jwk.JWKEC(key=self.key)
         )
-        public: dict[str, str] = jwk.public_key().to_partial_json()
+        public: dict[str, str] = wrapped.public_key().to_partial_json()
         return {k: str(v) for k, v in public.items()}
 
     def thumbprint(self) -> str:
         """RFC 7638 JWK thumbprint (SHA-256), base64url."""
-        jwk = self.public_jwk()
-        required = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
-        canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
-        return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+        return jwk_thumbprint(self.public_jwk())
 
     def key_authorization(self, token: str) -> str:
         """RFC 8555 §8.1: ``token || '.' || base64url(JWK thumbprint)``."""

@@ -222,9 +222,13 @@ class Authorization:
     def failure(self) -> Problem:
         """The problem that made this authorization invalid, tagged with the name."""
         errors = [c.error for c in self.challenges if c.error is not None]
-        base = errors[0] if errors else Problem(
-            type="urn:ietf:params:acme:error:unauthorized",
-            detail=f"authorization is {self.status} and no challenge reported an error",
+        base = (
+            errors[0]
+            if errors
+            else Problem(
+                type="urn:ietf:params:acme:error:unauthorized",
+                detail=f"authorization is {self.status} and no challenge reported an error",
+            )
         )
         return Problem(
             type=base.type,

@@ -20,7 +20,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -107,7 +106,7 @@ def write_output_dir(out: str | Path, files: Mapping[str, bytes]) -> Path:
     ensure_private_dir(root)
     versions = root / ".versions"
     ensure_private_dir(versions)
-    version = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=versions))
+    version = _new_version_dir(versions)
     for name, data in files.items():
         atomic_write(version / name, data, mode=BUNDLE_FILES.get(name, 0o644))
     _fsync_dir(versions)
@@ -122,6 +121,20 @@ def write_output_dir(out: str | Path, files: Mapping[str, bytes]) -> Path:
     return version
 
 
+def _new_version_dir(versions: Path) -> Path:
+    """``.versions/<seq>-<time>``: names sort in creation order, whatever the clock says."""
+    seqs = [int(p.name.split("-", 1)[0]) for p in versions.iterdir() if p.name[:6].isdigit()]
+    seq = max(seqs, default=0) + 1
+    while True:
+        version = versions / f"{seq:06d}-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            version.mkdir(mode=0o700)
+        except FileExistsError:
+            seq += 1
+            continue
+        return version
+
+
 def _swap_link(link: Path, target: str) -> None:
     tmp = link.parent / f".{link.name}.{os.urandom(4).hex()}.lnk"
     os.symlink(target, tmp)
@@ -134,7 +147,7 @@ def _swap_link(link: Path, target: str) -> None:
 
 
 def _prune(versions: Path, *, keep: str) -> None:
-    entries = sorted(p for p in versions.iterdir() if p.is_dir())
+    entries = sorted(p for p in versions.iterdir() if p.is_dir() and p.name[:6].isdigit())
     for old in entries[:-_KEEP_VERSIONS]:
         if old.name == keep:
             continue

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"acmelite/{__version__} python-requests/{requests.__version__}"
 JOSE_JSON = "application/jose+json"
-_LINK_RE = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -221,8 +221,12 @@ class Transport:
                 headers["Accept"] = accept
             try:
                 return self._checked(
-                    "POST", url, data=sign(nonce), headers=headers,
-                    deadline=deadline, idempotent=as_get,
+                    "POST",
+                    url,
+                    data=sign(nonce),
+                    headers=headers,
+                    deadline=deadline,
+                    idempotent=as_get,
                 )
             except BadNonceError:
                 bad_nonces += 1
@@ -231,18 +235,22 @@ class Transport:
                 log.debug("badNonce from %s; retrying with the fresh nonce (%d)", url, bad_nonces)
             except ProblemError as exc:
                 rate_limits += 1
-                if not self._should_wait(exc, rate_limits, deadline):
+                wait = self._wait_for(exc, rate_limits, deadline)
+                if wait is None:
                     raise
-                assert exc.retry_after is not None  # noqa: S101 - checked by _should_wait
-                log.info("%s asks to retry after %.0f s; waiting", url, exc.retry_after)
-                self._sleep(exc.retry_after)
+                log.info("%s asks to retry after %.0f s; waiting", url, wait)
+                self._sleep(wait)
 
-    def _should_wait(self, exc: ProblemError, attempt: int, deadline: float | None) -> bool:
-        if exc.problem.status not in (429, 503) or exc.retry_after is None:
-            return False
-        if attempt > self.max_rate_limit_retries or exc.retry_after > self.max_retry_after:
-            return False
-        return deadline is None or time.monotonic() + exc.retry_after < deadline
+    def _wait_for(self, exc: ProblemError, attempt: int, deadline: float | None) -> float | None:
+        """How long to wait before retrying after ``exc``; ``None``: do not retry."""
+        wait = exc.retry_after
+        if exc.problem.status not in (429, 503) or wait is None:
+            return None
+        if attempt > self.max_rate_limit_retries or wait > self.max_retry_after:
+            return None
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            return None
+        return wait
 
     # -- the wire -------------------------------------------------------------------
 
@@ -256,8 +264,9 @@ class Transport:
         deadline: float | None = None,
         idempotent: bool,
     ) -> Response:
-        resp = self._send(method, url, data=data, headers=headers, deadline=deadline,
-                          idempotent=idempotent)
+        resp = self._send(
+            method, url, data=data, headers=headers, deadline=deadline, idempotent=idempotent
+        )
         if resp.status < 400:
             return resp
         if resp.content_type == "application/problem+json":
@@ -268,8 +277,11 @@ class Transport:
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
         if resp.status in (429, 503):
             problem = Problem(
-                type="urn:ietf:params:acme:error:rateLimited" if resp.status == 429 else "about:blank",
-                detail=f"HTTP {resp.status} {_snippet(resp.content)}", status=resp.status,
+                type="urn:ietf:params:acme:error:rateLimited"
+                if resp.status == 429
+                else "about:blank",
+                detail=f"HTTP {resp.status} {_snippet(resp.content)}",
+                status=resp.status,
             )
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
         raise ProtocolError(
@@ -297,8 +309,13 @@ class Transport:
                 timeout = min(timeout, remaining)
             try:
                 raw = self._session.request(
-                    method, url, data=data, headers=dict(headers or {}),
-                    timeout=timeout, verify=self._verify, allow_redirects=False,
+                    method,
+                    url,
+                    data=data,
+                    headers=dict(headers or {}),
+                    timeout=timeout,
+                    verify=self._verify,
+                    allow_redirects=False,
                 )
             except requests.exceptions.SSLError as exc:
                 raise NetworkError(
@@ -316,7 +333,10 @@ class Transport:
             self.nonces.put(raw.headers.get("Replay-Nonce"))
             log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(raw.content))
             return Response(
-                url=url, status=raw.status_code, headers=raw.headers, content=raw.content,
+                url=url,
+                status=raw.status_code,
+                headers=raw.headers,
+                content=raw.content,
                 links=parse_links(raw.raw.headers.getlist("Link") if raw.raw is not None else []),
             )
         raise AssertionError("unreachable")  # pragma: no cover
@@ -330,15 +350,18 @@ def _reason(exc: BaseException) -> str:
     text = str(exc)
     for marker in ("certificate verify failed:", "Caused by"):
         if marker in text:
-            text = text[text.index(marker):]
+            text = text[text.index(marker) :]
             break
     return " ".join(text.split())[:200]
 
 
-def _network_error(method: str, url: str, exc: requests.RequestException, timeout: float) -> NetworkError:
+def _network_error(
+    method: str, url: str, exc: requests.RequestException, timeout: float
+) -> NetworkError:
     if isinstance(exc, requests.exceptions.Timeout):
         return NetworkError(f"{_host(url)} did not answer {method} {url} within {timeout:.0f} s")
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return NetworkError(f"cannot reach {_host(url)} ({_reason(exc)}); check --server and the network")
+        return NetworkError(
+            f"cannot reach {_host(url)} ({_reason(exc)}); check --server and the network"
+        )
     return NetworkError(f"{method} {url} failed: {_reason(exc)}")
-

@@ -39,12 +39,22 @@ def run_cli(argv: Sequence[str], capsys: object) -> CliResult:
     return CliResult(code, captured.out, captured.err)
 
 
-def run_cli_subprocess(argv: Sequence[str], *, env: dict[str, str] | None = None,
-                       cwd: Path | None = None, timeout: float = 120) -> CliResult:
+def run_cli_subprocess(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> CliResult:
     """``acmelite ARGV`` as a real process (``python -m acmelite``)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "acmelite", *argv], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False,
+        [sys.executable, "-m", "acmelite", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -54,9 +64,19 @@ def issue_argv(pebble: Pebble, tmp: Path, *names: str, out: str = "out") -> list
     for name in names:
         argv += ["-d", name]
     return argv + [
-        "--server", pebble.directory_url, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
-        "--account-key", str(tmp / "account.key"), "--http-port", str(pebble.http_port),
-        "--http-address", "127.0.0.1", "--out", str(tmp / out),
+        "--server",
+        pebble.directory_url,
+        "--ca-bundle",
+        pebble.ca_bundle,
+        "--agree-tos",
+        "--account-key",
+        str(tmp / "account.key"),
+        "--http-port",
+        str(pebble.http_port),
+        "--http-address",
+        "127.0.0.1",
+        "--out",
+        str(tmp / out),
     ]
 
 
@@ -102,8 +122,9 @@ def serve_directory(root: Path, port: int) -> Iterator[None]:
     """A plain static web server for ``root`` on 127.0.0.1:``port`` (for --webroot tests)."""
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield
@@ -114,5 +135,5 @@ def serve_directory(root: Path, port: int) -> Iterator[None]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass

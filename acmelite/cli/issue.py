@@ -103,7 +103,7 @@ def _validate(args: argparse.Namespace) -> tuple[list[str], object | None]:
     if not names:
         raise InvalidInput("no names: give at least one -d NAME")
     identifiers = parse_identifiers(names)
-    for original, ident in zip(dict.fromkeys(names), identifiers):
+    for original, ident in zip(dict.fromkeys(names), identifiers, strict=False):
         if original.strip().rstrip(".").lower() != ident.value and ident.type == "dns":
             log.info("note: %s is written %s in certificates (IDNA A-label)", original, ident.value)
     wild = [i.value for i in identifiers if i.value.startswith("*.")]

@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = None
         if self.path.startswith(ACME_CHALLENGE_PATH):
-            token = self.path[len(ACME_CHALLENGE_PATH):]
+            token = self.path[len(ACME_CHALLENGE_PATH) :]
             with self.server.lock:
                 body = self.server.answers.get(token)
         if body is None:
@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("http-01 server: " + format, *args)
 
 
@@ -109,7 +109,7 @@ class StandaloneSolver:
     def start(self) -> None:
         if self._server is not None:
             return
-        ipv6 = self.address == "" and socket.has_ipv6 or ":" in self.address
+        ipv6 = (self.address == "" and socket.has_ipv6) or ":" in self.address
         host = ("::" if ipv6 else "0.0.0.0") if self.address == "" else self.address  # noqa: S104
         try:
             server = _ChallengeServer((host, self.port), ipv6=ipv6)
@@ -127,11 +127,15 @@ class StandaloneSolver:
                     " binary CAP_NET_BIND_SERVICE, or use --webroot DIR"
                 ) from None
             else:
-                raise InvalidInput(f"cannot listen on {host} port {self.port}: {exc.strerror}") from None
+                raise InvalidInput(
+                    f"cannot listen on {host} port {self.port}: {exc.strerror}"
+                ) from None
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="acmelite-http01", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="acmelite-http01",
+            daemon=True,
         )
         self._thread.start()
         log.debug("http-01 server listening on %s port %d", host, self.bound_port)
@@ -182,8 +186,9 @@ class WebrootSolver:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(task.key_authorization.encode("ascii"))
             except OSError as exc:
-                raise SolverError(f"cannot write {path}: {exc.strerror}",
-                                  identifiers=[task.name]) from None
+                raise SolverError(
+                    f"cannot write {path}: {exc.strerror}", identifiers=[task.name]
+                ) from None
             self._written.append(path)
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:

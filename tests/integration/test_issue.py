@@ -40,13 +40,16 @@ def _solver(pebble: Pebble) -> StandaloneSolver:
 
 def test_library_issue_verifies_against_pebble_root(pebble: Pebble) -> None:
     with _client(pebble) as client:
-        bundle = client.issue(["lib.acmelite.test", "www.lib.acmelite.test"],
-                              solver=_solver(pebble))
+        bundle = client.issue(
+            ["lib.acmelite.test", "www.lib.acmelite.test"], solver=_solver(pebble)
+        )
     leaf = verify_chain(bundle.fullchain_pem, pebble.roots(), "www.lib.acmelite.test")
     assert key_matches_cert(bundle.key_pem, bundle.cert_pem)
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(sans.get_values_for_type(x509.DNSName)) == [
-        "lib.acmelite.test", "www.lib.acmelite.test"]
+        "lib.acmelite.test",
+        "www.lib.acmelite.test",
+    ]
     assert bundle.fullchain_pem == bundle.cert_pem + bundle.chain_pem
     assert bundle.chain_pem.count(b"BEGIN CERTIFICATE") >= 1
 
@@ -110,14 +113,16 @@ def test_cli_webroot(pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixtu
     with serve_directory(webroot, pebble.http_port):
         result = run_cli(argv, capsys)
     assert result.code == 0, result.err
-    verify_chain((tmp_path / "out/fullchain.pem").read_bytes(), pebble.roots(),
-                 "webroot.acmelite.test")
+    verify_chain(
+        (tmp_path / "out/fullchain.pem").read_bytes(), pebble.roots(), "webroot.acmelite.test"
+    )
     # Challenge files and the directories acmelite made are gone; the site is untouched.
     assert sorted(p.name for p in webroot.iterdir()) == ["index.html"]
 
 
-def test_ten_names_in_one_order(pebble: Pebble, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_ten_names_in_one_order(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     names = [f"n{i}.ten.acmelite.test" for i in range(10)]
     result = run_cli(issue_argv(pebble, tmp_path, *names), capsys)
     assert result.code == 0, result.err
@@ -127,15 +132,24 @@ def test_ten_names_in_one_order(pebble: Pebble, tmp_path: Path,
     assert "publishing 10 http-01 answer(s)" in result.err
 
 
-@pytest.mark.parametrize(("key_type", "kind", "size"), [
-    ("ec256", ec.EllipticCurvePrivateKey, 256),
-    ("ec384", ec.EllipticCurvePrivateKey, 384),
-    ("rsa2048", rsa.RSAPrivateKey, 2048),
-    ("rsa3072", rsa.RSAPrivateKey, 3072),
-    ("rsa4096", rsa.RSAPrivateKey, 4096),
-])
-def test_every_key_type(pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                        key_type: str, kind: type, size: int) -> None:
+@pytest.mark.parametrize(
+    ("key_type", "kind", "size"),
+    [
+        ("ec256", ec.EllipticCurvePrivateKey, 256),
+        ("ec384", ec.EllipticCurvePrivateKey, 384),
+        ("rsa2048", rsa.RSAPrivateKey, 2048),
+        ("rsa3072", rsa.RSAPrivateKey, 3072),
+        ("rsa4096", rsa.RSAPrivateKey, 4096),
+    ],
+)
+def test_every_key_type(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key_type: str,
+    kind: type,
+    size: int,
+) -> None:
     argv = [*issue_argv(pebble, tmp_path, f"{key_type}.acmelite.test"), "--key-type", key_type]
     result = run_cli(argv, capsys)
     assert result.code == 0, result.err
@@ -144,13 +158,15 @@ def test_every_key_type(pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFi
     key = serialization.load_pem_private_key((tmp_path / "out/privkey.pem").read_bytes(), None)
     assert isinstance(key, kind)
     assert key.key_size == size
-    assert key_matches_cert((tmp_path / "out/privkey.pem").read_bytes(),
-                            (tmp_path / "out/cert.pem").read_bytes())
+    assert key_matches_cert(
+        (tmp_path / "out/privkey.pem").read_bytes(), (tmp_path / "out/cert.pem").read_bytes()
+    )
 
 
 @pytest.mark.parametrize("account_key_type", ["ec384", "rsa2048"])
-def test_account_key_types(pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                           account_key_type: str) -> None:
+def test_account_key_types(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str], account_key_type: str
+) -> None:
     """ES384 and RS256 account keys sign every request as well as ES256."""
     key = AccountKey.generate(account_key_type)
     (tmp_path / "account.key").write_bytes(key.to_pem())
@@ -158,12 +174,16 @@ def test_account_key_types(pebble: Pebble, tmp_path: Path, capsys: pytest.Captur
     assert result.code == 0, result.err
 
 
-def test_user_supplied_csr(pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_supplied_csr(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = generate_private_key("ec256")
     idents = [Identifier(type="dns", value="csr.acmelite.test")]
     from cryptography.hazmat.primitives import serialization
 
-    (tmp_path / "req.der").write_bytes(make_csr(key, idents).public_bytes(serialization.Encoding.DER))
+    (tmp_path / "req.der").write_bytes(
+        make_csr(key, idents).public_bytes(serialization.Encoding.DER)
+    )
     argv = issue_argv(pebble, tmp_path, "csr.acmelite.test") + ["--csr", str(tmp_path / "req.der")]
     result = run_cli(argv, capsys)
     assert result.code == 0, result.err
@@ -218,9 +238,12 @@ def test_library_raises_authorization_failed_with_problem(pebble: Pebble) -> Non
     assert problem.detail
 
 
-def test_ca_bundle_wins_over_requests_env(pebble: Pebble, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_ca_bundle_wins_over_requests_env(
+    pebble: Pebble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """requests prefers REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE over Session.verify; --ca-bundle must win."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
@@ -228,7 +251,7 @@ def test_ca_bundle_wins_over_requests_env(pebble: Pebble, tmp_path: Path,
     assert result.code == 0, result.err
     argv = issue_argv(pebble, tmp_path, "bundle.acmelite.test", out="out2")
     i = argv.index("--ca-bundle")
-    del argv[i:i + 2]
+    del argv[i : i + 2]
     result = run_cli([*argv, "--account-key", str(tmp_path / "other.key")], capsys)
     assert result.code == 1
     assert "TLS verification" in result.err and "--ca-bundle" in result.err
@@ -241,8 +264,9 @@ def test_library_tls_failure_is_network_error(pebble: Pebble) -> None:
         client.register(agree_tos=True)
 
 
-def test_standalone_port_in_use(pebble: Pebble, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_standalone_port_in_use(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -255,13 +279,15 @@ def test_standalone_port_in_use(pebble: Pebble, tmp_path: Path,
     assert not (tmp_path / "out" / "cert.pem").exists()
 
 
-def test_nonce_rejection_half_of_all_nonces(pebble_factory: object, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_nonce_rejection_half_of_all_nonces(
+    pebble_factory: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With PEBBLE_WFE_NONCEREJECT=50, five issuances in a row all succeed."""
     noisy = pebble_factory(nonce_reject=50)  # type: ignore[operator]
     for i in range(5):
-        result = run_cli(issue_argv(noisy, tmp_path, f"nonce{i}.acmelite.test", out=f"o{i}"),
-                         capsys)
+        result = run_cli(
+            issue_argv(noisy, tmp_path, f"nonce{i}.acmelite.test", out=f"o{i}"), capsys
+        )
         assert result.code == 0, result.err
 
 
@@ -269,8 +295,18 @@ def test_unreachable_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["issue", "-d", "x.acmelite.test", "--server", f"https://127.0.0.1:{port}/dir",
-            "--agree-tos", "--account-key", str(tmp_path / "a.key"), "--out", str(tmp_path / "o")]
+    argv = [
+        "issue",
+        "-d",
+        "x.acmelite.test",
+        "--server",
+        f"https://127.0.0.1:{port}/dir",
+        "--agree-tos",
+        "--account-key",
+        str(tmp_path / "a.key"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     result = run_cli(argv, capsys)
     assert result.code == 1
     assert result.err.strip().splitlines()[-1].startswith("acmelite: error: cannot reach 127.0.0.1")
