@@ -327,7 +327,8 @@ class Pebble:
         """
         pem = "".join(self.roots(i) for i in range(count))
         if self._roots_file is None:
-            self._roots_file = self._scratch_dir() / "pebble-roots.pem"
+            scratch = tempfile.mkdtemp(prefix="acmelite-pebble-roots-")
+            self._roots_file = Path(scratch, "pebble-roots.pem")
         self._roots_file.write_text(pem, encoding="ascii")
         return str(self._roots_file)
 
@@ -339,9 +340,11 @@ class Pebble:
         return data
 
     def start(self: _T) -> _T:
+        """Make the server ready; nothing to do for a Pebble someone else runs."""
         return self
 
     def stop(self) -> None:
+        """Release what this object made (the file behind ``root_bundle_path``)."""
         if self._roots_file is not None:
             shutil.rmtree(self._roots_file.parent, ignore_errors=True)
             self._roots_file = None
@@ -360,9 +363,6 @@ class Pebble:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._directory_url} pebble {self._version}>"
 
-    def _scratch_dir(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix="acmelite-pebble-roots-"))
-
     def _management_get(self, path: str) -> requests.Response:
         if not self._management_url:
             raise PebbleError(
@@ -370,7 +370,10 @@ class Pebble:
                 "ACMELITE_TEST_PEBBLE_MANAGEMENT_URL (e.g. https://localhost:15000)"
             )
         url = self._management_url + path
-        response = _get(url, self._ca_bundle, timeout=10)
+        try:
+            response = _get(url, self._ca_bundle, timeout=10)
+        except requests.RequestException as exc:
+            raise PebbleError(f"GET {url} failed: {exc}") from exc
         if response.status_code != 200:
             raise PebbleError(f"GET {url} answered {response.status_code}: {response.text[:200]}")
         return response
@@ -391,8 +394,10 @@ class PebbleServer(Pebble):
     rate, as the normal test runs should. ``nonce_reject``, ``va_sleeptime``,
     ``alternate_roots``, ``chain_length``, ``authz_reuse`` map to Pebble's ``PEBBLE_*``
     variables; ``env`` adds any other. Config file knobs: ``eab_required``, ``eab_mac_keys``
-    (key id -> base64url HMAC key), ``retry_after_authz``/``retry_after_order`` (seconds,
-    > 0), ``profiles``, ``key_algorithm``, ``domain_blocklist``.
+    (key id -> base64url HMAC key), ``retry_after_authz``/``retry_after_order`` (seconds;
+    Pebble sends them as an HTTP-date while a resource is processing), ``profiles``
+    (see ``DEFAULT_PROFILES``), ``key_algorithm`` ("ecdsa" or "rsa": the CA's own keys),
+    ``domain_blocklist``.
     """
 
     def __init__(
@@ -420,12 +425,16 @@ class PebbleServer(Pebble):
         ready_timeout: float = 20.0,
         keep_files: bool = False,
     ) -> None:
-        if retry_after_authz < 1 or retry_after_order < 1:
-            raise ValueError("retry_after_authz and retry_after_order must be >= 1 (Pebble panics)")
+        if retry_after_authz < 0 or retry_after_order < 0:
+            raise ValueError("retry_after_authz and retry_after_order are seconds, >= 0")
         super().__init__(
-            directory_url="", ca_bundle="", http_port=0, tls_port=0, management_url=None,
+            directory_url="",
+            ca_bundle="",
+            http_port=0,
+            tls_port=0,
+            management_url=None,
             version="unknown",
-        )  # fmt: skip
+        )
         self._pebble_env = _pebble_env(
             nonce_reject=nonce_reject,
             va_nosleep=va_nosleep,
@@ -482,6 +491,7 @@ class PebbleServer(Pebble):
 
     @property
     def running(self) -> bool:
+        """Whether every child process is still alive."""
         return bool(self._procs) and all(p.poll() is None for p in self._procs.values())
 
     def start(self: _S) -> _S:

@@ -297,6 +297,15 @@ def test_stop_leaves_no_process_and_no_files() -> None:
             os.kill(pid, 0)
 
 
+def test_dns_server_option_replaces_challtestsrv(quiet_pebble: PebbleServer) -> None:
+    with PebbleServer(nonce_reject=0, dns_server=quiet_pebble.dns_server) as server:
+        assert set(server.pids) == {"pebble"}
+        assert server.challtestsrv_url is None
+        assert server.dns_server == quiet_pebble.dns_server
+        assert f"-dnsserver {quiet_pebble.dns_server}" in server.log_path.read_text()
+        assert get(server.directory_url, server.ca_bundle).status_code == 200
+
+
 @pytest.mark.usefixtures("pebble_binaries")
 def test_bad_config_fails_with_pebble_own_words_and_cleans_up() -> None:
     server = PebbleServer(key_algorithm="no-such-algorithm", ready_timeout=10)
@@ -343,9 +352,9 @@ def test_environment_variable_names_the_binary(
         PebbleServer().start()
 
 
-def test_retry_after_must_be_positive() -> None:
+def test_retry_after_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="retry_after"):
-        PebbleServer(retry_after_order=0)
+        PebbleServer(retry_after_order=-1)
 
 
 def test_external_pebble_from_environment(quiet_pebble: PebbleServer, tmp_path: Path) -> None:
