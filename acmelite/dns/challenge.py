@@ -1,0 +1,203 @@
+"""The part every DNS-01 solver shares: plan, remember, publish, wait (RFC 8555 §8.4).
+
+A batch of tasks becomes a list of :class:`TxtRecord` — one per value, at the end of the
+``_acme-challenge`` CNAME chain, with its zone when the solver or the propagation check needs
+it. ``example.test`` and ``*.example.test`` share one record name and keep two values there:
+solvers add values and remove only their own, never the whole record set.
+
+Every value is remembered *before* it is published, so :meth:`cleanup` also removes what a
+half-done :meth:`perform` (an error, Ctrl-C) may have left behind, and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import ClassVar, TypeVar
+
+import dns.exception
+
+from ..errors import InvalidInput, SolverError
+from ..solvers.base import ChallengeTask
+from .propagation import Expectation, PropagationSettings, wait_for_txt
+from .query import Lookup, QueryError, Server
+from .zone import absolute, find_zone, follow_cname, nameservers
+
+__all__ = ["DnsChallengeSolver", "TxtRecord"]
+
+log = logging.getLogger(__name__)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_MAX_WORKERS = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxtRecord:
+    """One TXT value to publish: ``name`` is where (after CNAMEs), ``origin`` the task's record."""
+
+    name: str
+    value: str
+    origin: str
+    identifier: str
+    zone: str = ""
+
+
+def parallel(fn: Callable[[_K], _V], items: Iterable[_K]) -> tuple[dict[_K, _V], dict[_K, str]]:
+    """``fn`` over distinct ``items`` from a thread pool: (results, failure messages)."""
+    keys = list(dict.fromkeys(items))
+    results: dict[_K, _V] = {}
+    failures: dict[_K, str] = {}
+    if not keys:
+        return results, failures
+
+    def one(key: _K) -> None:
+        try:
+            results[key] = fn(key)
+        except (QueryError, SolverError, dns.exception.DNSException) as exc:
+            failures[key] = str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(keys))) as pool:
+        list(pool.map(one, keys))
+    return results, failures
+
+
+class DnsChallengeSolver:
+    """Base of the DNS-01 solvers. Subclasses publish and unpublish a batch of records.
+
+    Subclasses implement :meth:`_publish`, :meth:`_unpublish` and :meth:`_lookup`, and set
+    ``_needs_zone`` when publishing needs each record's zone.
+    """
+
+    challenge_type: ClassVar[str] = "dns-01"
+    _needs_zone: ClassVar[bool] = False
+
+    def __init__(self, *, propagation: PropagationSettings | None = None) -> None:
+        self.propagation = propagation if propagation is not None else PropagationSettings()
+        self._remembered: dict[tuple[str, str], TxtRecord] = {}
+        self._lock = threading.Lock()
+
+    # -- the Solver protocol ------------------------------------------------------------------
+
+    def perform(self, tasks: Sequence[ChallengeTask]) -> None:
+        """Publish every value, then wait once until every nameserver serves them all."""
+        records = self._plan(tasks)
+        with self._lock:
+            for record in records:
+                self._remembered[(record.origin, record.value)] = record
+        log.info("publishing %d TXT value(s) with %s", len(records), type(self).__name__)
+        self._publish(records)
+        if self.propagation.enabled:
+            self._wait(records)
+
+    def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
+        """Remove the values ``perform`` published (or began to) for ``tasks``; only those."""
+        with self._lock:
+            records = [
+                record
+                for task in tasks
+                if (record := self._remembered.pop((task.dns01_record, task.dns01_value), None))
+            ]
+        if records:
+            log.info("removing %d TXT value(s) with %s", len(records), type(self).__name__)
+            self._unpublish(records)
+
+    # -- for subclasses -----------------------------------------------------------------------
+
+    def _publish(self, records: Sequence[TxtRecord]) -> None:
+        raise NotImplementedError
+
+    def _unpublish(self, records: Sequence[TxtRecord]) -> None:
+        raise NotImplementedError
+
+    def _lookup(self) -> Lookup:
+        """Who answers CNAME, SOA and NS lookups."""
+        raise NotImplementedError
+
+    def _zone_for(self, name: str) -> str:
+        return find_zone(self._lookup(), name)
+
+    # -- planning and waiting -----------------------------------------------------------------
+
+    def _plan(self, tasks: Sequence[ChallengeTask]) -> list[TxtRecord]:
+        for task in tasks:
+            if task.challenge.type != self.challenge_type:
+                raise InvalidInput(
+                    f"{type(self).__name__} answers dns-01, not {task.challenge.type} ({task.name})"
+                )
+        lookup = self._lookup()
+        origins = [task.dns01_record for task in tasks]
+        targets, failures = parallel(lambda origin: follow_cname(lookup, origin), origins)
+        _raise_failures("could not look up", failures, tasks)
+        for origin, target in targets.items():
+            if target != absolute(origin):
+                log.info("%s is a CNAME; publishing at %s", origin, target)
+        records = [
+            TxtRecord(
+                name=targets[task.dns01_record],
+                value=task.dns01_value,
+                origin=task.dns01_record,
+                identifier=task.name,
+            )
+            for task in tasks
+        ]
+        check = self.propagation
+        if self._needs_zone or (check.enabled and check.resolver is None):
+            zones, failures = parallel(self._zone_for, [r.name for r in records])
+            _raise_failures("could not find the DNS zone of", failures, tasks, targets)
+            records = [replace(r, zone=zones[r.name]) for r in records]
+        return records
+
+    def _wait(self, records: Sequence[TxtRecord]) -> None:
+        check = self.propagation
+        resolver = check.resolver_server
+        servers: dict[str, list[Server]] = {}
+        if resolver is None:
+            lookup = self._lookup()
+            servers, failures = parallel(
+                lambda zone: nameservers(lookup, zone, port=check.nameserver_port),
+                [r.zone for r in records],
+            )
+            if failures:
+                raise SolverError(
+                    "could not find the nameservers of "
+                    + "; ".join(f"zone {zone}: {why}" for zone, why in failures.items()),
+                    identifiers=[r.identifier for r in records if r.zone in failures],
+                )
+        grouped: dict[str, list[TxtRecord]] = {}
+        for record in records:
+            grouped.setdefault(record.name, []).append(record)
+        expectations = [
+            Expectation(
+                record=name,
+                values=frozenset(r.value for r in group),
+                servers=(resolver,) if resolver else tuple(servers[group[0].zone]),
+                identifiers=tuple(r.identifier for r in group),
+                recursive=resolver is not None,
+            )
+            for name, group in grouped.items()
+        ]
+        wait_for_txt(expectations, check)
+
+
+def _raise_failures(
+    what: str,
+    failures: dict[str, str],
+    tasks: Sequence[ChallengeTask],
+    targets: dict[str, str] | None = None,
+) -> None:
+    if not failures:
+        return
+    failed = set(failures)
+    identifiers = [
+        task.name
+        for task in tasks
+        if (targets[task.dns01_record] if targets else task.dns01_record) in failed
+    ]
+    raise SolverError(
+        "; ".join(f"{what} {name}: {why}" for name, why in failures.items()),
+        identifiers=identifiers,
+    )

@@ -1,0 +1,144 @@
+"""Where a TXT record lives: CNAME chains, zone cuts and a zone's nameservers.
+
+* :func:`follow_cname` — ``_acme-challenge.<name>`` may be a CNAME to a zone the user can
+  update (acme-dns style delegation, RFC 8555 §8.4 allows it: the CA follows it too);
+* :func:`find_zone` — the zone that holds a name: ask for its SOA, and walk up one label at a
+  time until an answer (or the SOA in a negative answer's authority section) names the zone;
+* :func:`nameservers` — the zone's NS set and their addresses (glue first).
+
+Names are absolute, lower-case text with the trailing dot (``_acme-challenge.example.test.``).
+"""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from .query import Lookup, QueryError, Server
+
+__all__ = ["MAX_CNAME_HOPS", "absolute", "find_zone", "follow_cname", "in_zone", "nameservers"]
+
+MAX_CNAME_HOPS = 8
+
+
+def absolute(name: str) -> str:
+    """``name`` as absolute lower-case text: ``Example.TEST`` -> ``example.test.``."""
+    return dns.name.from_text(name).to_text().lower()
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """Whether ``name`` is ``zone`` or below it."""
+    return dns.name.from_text(name).is_subdomain(dns.name.from_text(zone))
+
+
+def _rrsets(
+    section: list[dns.rrset.RRset], rdtype: dns.rdatatype.RdataType
+) -> list[dns.rrset.RRset]:
+    return [rrset for rrset in section if rrset.rdtype == rdtype]
+
+
+def follow_cname(lookup: Lookup, name: str, *, max_hops: int = MAX_CNAME_HOPS) -> str:
+    """The end of the CNAME chain that starts at ``name`` (``name`` itself without one)."""
+    current = absolute(name)
+    seen = [current]
+    for _ in range(max_hops + 1):
+        response = lookup.ask(current, dns.rdatatype.CNAME)
+        target = None
+        for rrset in _rrsets(response.answer, dns.rdatatype.CNAME):
+            if rrset.name == dns.name.from_text(current):
+                target = rrset[0].target.to_text().lower()
+        if target is None:
+            return current
+        if target in seen:
+            raise QueryError("CNAME loop: " + " -> ".join([*seen, target]))
+        seen.append(target)
+        current = target
+    raise QueryError(f"more than {max_hops} CNAMEs from {seen[0]}: " + " -> ".join(seen))
+
+
+def find_zone(lookup: Lookup, name: str) -> str:
+    """The apex of the zone that holds ``name``, found by walking up SOA queries."""
+    candidate = dns.name.from_text(name)
+    while True:
+        response = lookup.ask(candidate.to_text(), dns.rdatatype.SOA)
+        zone = _zone_in(response, candidate)
+        if zone is not None:
+            return zone.to_text().lower()
+        if candidate == dns.name.root:
+            raise QueryError(f"no SOA record found at or above {absolute(name)}")
+        candidate = candidate.parent()
+
+
+def _zone_in(response: dns.message.Message, candidate: dns.name.Name) -> dns.name.Name | None:
+    """The zone apex this answer reveals for ``candidate``, if it reveals one.
+
+    An SOA owned by ``candidate`` in the answer makes it the apex; an SOA in the authority
+    section of a negative answer names the enclosing zone; a referral (NS records in the
+    authority section of a non-authoritative answer) marks a zone cut below the server's zone.
+    """
+    for rrset in _rrsets(response.answer, dns.rdatatype.SOA):
+        if rrset.name == candidate:
+            return candidate
+    for rrset in _rrsets(response.authority, dns.rdatatype.SOA):
+        if candidate.is_subdomain(rrset.name):
+            return rrset.name
+    if not response.flags & dns.flags.AA:
+        for rrset in _rrsets(response.authority, dns.rdatatype.NS):
+            if candidate.is_subdomain(rrset.name) and rrset.name != dns.name.root:
+                return rrset.name
+    return None
+
+
+def nameservers(lookup: Lookup, zone: str, *, port: int = 53) -> list[Server]:
+    """The zone's authoritative nameservers, one :class:`Server` per address.
+
+    IPv4 addresses are used when a nameserver has any; IPv6 only for those that have none.
+    """
+    response = lookup.ask(zone, dns.rdatatype.NS)
+    apex = dns.name.from_text(zone)
+    names = sorted(
+        {
+            rdata.target.to_text().lower()
+            for rrset in _rrsets(response.answer, dns.rdatatype.NS)
+            if rrset.name == apex
+            for rdata in rrset
+        }
+    )
+    if not names:
+        raise QueryError(f"no NS records found for zone {absolute(zone)}")
+    glue: dict[str, dict[dns.rdatatype.RdataType, list[str]]] = {}
+    for rrset in response.additional:
+        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            owner = rrset.name.to_text().lower()
+            glue.setdefault(owner, {})[rrset.rdtype] = [rdata.address for rdata in rrset]
+    servers: list[Server] = []
+    failures: list[str] = []
+    for ns in names:
+        try:
+            addresses = _addresses(lookup, ns, glue.get(ns, {}))
+        except QueryError as exc:
+            failures.append(str(exc))
+            continue
+        label = ns.rstrip(".")
+        servers.extend(Server(address, port, label) for address in addresses)
+    if not servers:
+        raise QueryError(
+            f"no address found for the nameservers of {absolute(zone)}: " + "; ".join(failures)
+        )
+    return servers
+
+
+def _addresses(
+    lookup: Lookup, ns: str, glue: dict[dns.rdatatype.RdataType, list[str]]
+) -> list[str]:
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        if glue.get(rdtype):
+            return glue[rdtype]
+        response = lookup.ask(ns, rdtype)
+        found = [rdata.address for rrset in _rrsets(response.answer, rdtype) for rdata in rrset]
+        if found:
+            return found
+    raise QueryError(f"nameserver {ns} has no A or AAAA record")
