@@ -78,19 +78,24 @@ def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
 def test_lock_waits_when_asked(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    release = threading.Event()
+    acquired, release = threading.Event(), threading.Event()
 
     def holder() -> None:
         with OutputLock(out):
+            acquired.set()
             release.wait(5)
 
     t = threading.Thread(target=holder)
     t.start()
     try:
-        threading.Timer(0.3, release.set).start()
+        assert acquired.wait(5)
+        timer = threading.Timer(0.3, release.set)
+        timer.start()
         with OutputLock(out, wait=5):
             assert release.is_set()
+        timer.join()
     finally:
+        release.set()
         t.join()
 
 
