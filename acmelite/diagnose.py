@@ -80,7 +80,7 @@ class CertSummary:
             subject=dn(cert.subject),
             common_name=str(cns[0].value) if cns else "",
             issuer=dn(cert.issuer),
-            serial=f"{cert.serial_number:x}",
+            serial=_hex_serial(cert.serial_number),
             dns_sans=dns,
             ip_sans=ips,
             not_before=cert.not_valid_before_utc,
@@ -104,6 +104,11 @@ class CertSummary:
             "sha256": self.sha256,
             "is_ca": self.is_ca,
         }
+
+
+def _hex_serial(number: int) -> str:
+    text = f"{number:x}"
+    return text if len(text) % 2 == 0 else "0" + text
 
 
 def _describe_key(key: object) -> tuple[str, int, str]:

@@ -14,6 +14,8 @@ import datetime as dt
 import io
 import ipaddress
 import json
+import re
+import shlex
 import socket
 import ssl
 import threading
@@ -614,3 +616,73 @@ def test_argparse_errors_exit_2(acmelite_check: Check) -> None:
     with pytest.raises(SystemExit) as info:
         acmelite_check("h.example.test", "--warn-days", "-1")
     assert info.value.code == 2
+
+
+# --- the examples in docs/check.md, replayed --------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "check.md"
+_EXAMPLE = re.compile(
+    r"<!-- check-example: (?P<name>[\w-]+) -->\n```console\n\$ (?P<command>[^\n]+)\n"
+    r"(?P<output>.*?)```",
+    re.DOTALL,
+)
+#: Example name -> (the leaf's SANs, whether the server sends the intermediate too).
+DOC_SETUPS = {
+    "wrong-cert": (["*.dev.aws.cloud.us.local", "dev.aws.cloud.us.local"], True),
+    "usual-advice": (["*.svc.clusterset.local"], True),
+    "fixed": (["*.team-ns.svc.clusterset.local"], True),
+    "leaf-only": (["*.team-ns.svc.clusterset.local"], False),
+    "stdin": (["*.dev.aws.cloud.us.local", "dev.aws.cloud.us.local"], True),
+    "json": (["*.svc.clusterset.local"], True),
+}
+
+
+def _doc_examples() -> dict[str, tuple[str, str]]:
+    return {m["name"]: (m["command"], m["output"]) for m in _EXAMPLE.finditer(DOC.read_text())}
+
+
+def _stable(text: str) -> str:
+    """The output without what changes from run to run: dates, serials, ports, day counts."""
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "<date>", text)
+    text = re.sub(r"(serial +)[0-9a-f]+", r"\1<hex>", text)
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    return re.sub(r"expires in \d+ days", "expires in <n> days", text)
+
+
+def test_doc_examples_are_all_replayed() -> None:
+    assert set(_doc_examples()) == set(DOC_SETUPS)
+
+
+@pytest.mark.parametrize("example", sorted(DOC_SETUPS))
+def test_doc_example(
+    example: str,
+    serve: Serve,
+    acmelite_check: Check,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    command, expected = _doc_examples()[example]
+    sans, full_chain = DOC_SETUPS[example]
+    root = _issue("Example Internal Root CA", issuer=None, ca=True, not_after=NOW + 3650 * DAY)
+    issuing = _issue("Example Internal Issuing CA", issuer=root, ca=True)
+    leaf = _issue(sans[0], issuer=issuing, dns=sans)
+    bundle = tmp_path / "internal-root.pem"
+    bundle.write_bytes(_pem(root.cert))
+    server = serve(leaf, [leaf.cert, issuing.cert] if full_chain else [leaf.cert])
+    command, _, jq = command.partition(" | jq ")
+    command, _, stdin_file = command.partition(" < ")
+    if stdin_file:
+        _stdin(monkeypatch, _pem(leaf.cert, issuing.cert))
+    argv = shlex.split(command)
+    assert argv[:2] == ["acmelite", "check"]
+    argv = [
+        str(bundle) if a == "internal-root.pem" else re.sub(r"^127\.0\.0\.1:\d+$", _at(server), a)
+        for a in argv[2:]
+    ]
+    result = acmelite_check(*argv, bundle=False)
+    if jq:
+        keys = re.findall(r"\w+", jq.strip("'{}"))
+        doc = result.json()
+        assert {k: doc[k] for k in keys} == json.loads(expected)
+    else:
+        assert _stable(result.out) == _stable(expected)

@@ -59,6 +59,7 @@ def make(
     end: dt.datetime = NOW + 60 * DAY,
     key: PrivateKey | None = None,
     eku: Sequence[x509.ObjectIdentifier] = (ExtendedKeyUsageOID.SERVER_AUTH,),
+    serial: int | None = None,
 ) -> Issued:
     key = key or ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -68,7 +69,7 @@ def make(
         .subject_name(name)
         .issuer_name(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -337,7 +338,7 @@ def test_diagnose_report_and_json(root: Issued, inter: Issued) -> None:
     assert doc["certificate"] == {
         "subject": "CN=web",
         "issuer": "CN=Test Intermediate",
-        "serial": f"{leaf.cert.serial_number:x}",
+        "serial": report.leaf.serial,
         "sans": {"dns": ["*.dev.aws.cloud.us.local"], "ip": ["10.0.0.1"]},
         "not_before": "2030-05-02T12:00:00+00:00",
         "not_after": "2030-07-31T12:00:00+00:00",
@@ -408,6 +409,11 @@ def test_diagnose_defaults_to_the_system_bundle() -> None:
     report = diagnose([leaf.cert], "a.example")
     assert report.chain_check.verdict is ChainVerdict.SELF_SIGNED
     assert report.validity.ok  # ``now`` defaults to the real time
+
+
+def test_serial_is_whole_bytes_of_hex() -> None:
+    assert CertSummary.from_certificate(make("s", serial=0xABC).cert).serial == "0abc"
+    assert CertSummary.from_certificate(make("s", serial=0x1234).cert).serial == "1234"
 
 
 def test_key_descriptions() -> None:
