@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from acmelite import tlsprobe
 from acmelite.cli.check import exit_code, render
 from acmelite.diagnose import (
     CertSummary,
@@ -542,3 +543,11 @@ def test_split_host_port_errors(target: str, message: str) -> None:
     with pytest.raises(InvalidInput, match="bad target") as info:
         split_host_port(target)
     assert message in str(info.value)
+
+
+def test_presented_chain_falls_back_to_the_leaf() -> None:
+    class Bare:  # an SSL socket with neither chain accessor (neither 3.13+ nor 3.10-3.12)
+        def getpeercert(self, binary_form: bool = False) -> bytes:
+            return b"leaf-der"
+
+    assert tlsprobe._presented_der(Bare()) == [b"leaf-der"]  # type: ignore[arg-type]
