@@ -7,6 +7,11 @@ hmac-sha256 TSIG key (a fresh random secret per server) and zone transfers to lo
 an SOA, ``NS ns.<zone>.``, ``ns A 127.0.0.1``, an apex ``A 127.0.0.1`` and ``* A 127.0.0.1`` so
 the HTTP-01 names a test CA asks for resolve to this machine.
 
+With ``recursion=True`` it also answers like the resolver a CA uses: a query that asks for
+recursion follows a CNAME from one of its zones into another (an authoritative-only BIND does
+not), which Pebble needs to validate a CNAME-delegated ``_acme-challenge``. A local, empty
+root zone makes every other name NXDOMAIN at once, so nothing ever leaves the machine.
+
 A second key (``limited_key_name``) may update only the zones in ``limited_key_zones``; with it
 a test can provoke "the key may not update this zone". ``records`` adds zone-file lines, e.g. a
 CNAME that delegates ``_acme-challenge`` to another zone::
@@ -14,13 +19,14 @@ CNAME that delegates ``_acme-challenge`` to another zone::
     BindServer(records=["_acme-challenge.delegated.example.test. CNAME "
                         "_acme-challenge.delegated.acme-dns.test."])
 
-``named`` is found on ``PATH`` or in ``/usr/sbin`` (Debian package ``bind9``); without it the
-constructor's ``start()`` raises :class:`BindNotFound`.
+``named`` is found on ``PATH`` or in ``/usr/sbin`` (Debian package ``bind9``); without it
+:meth:`BindServer.start` raises :class:`BindNotFound`.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import shutil
 import subprocess
@@ -86,6 +92,7 @@ class BindServer:
         limited_key_zones: Sequence[str] = (),
         key_name: str = "acmelite-test",
         limited_key_name: str = "acmelite-limited",
+        recursion: bool = False,
         named: str | None = None,
         startup_timeout: float = 15.0,
     ) -> None:
@@ -96,6 +103,7 @@ class BindServer:
         if unknown:
             raise ValueError(f"limited_key_zones not among the zones: {', '.join(unknown)}")
         self.records = tuple(records)
+        self.recursion = recursion
         self.limited_key_zones = tuple(z.rstrip(".").lower() for z in limited_key_zones)
         self.key_name = key_name
         self.key_secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
@@ -132,11 +140,13 @@ class BindServer:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Write the configuration, start ``named`` and wait until it answers."""
+    def start(self) -> BindServer:
+        """Write the configuration, start ``named``, wait until it answers; return self."""
         if self._process is not None:
             raise RuntimeError("BindServer is already running")
         named = self._named or find_named()
+        if not os.access(named, os.X_OK):
+            raise BindNotFound(f"{named} is not an executable named")
         self.directory = Path(tempfile.mkdtemp(prefix="acmelite-bind-"))
         last_log = ""
         try:
@@ -144,7 +154,7 @@ class BindServer:
                 self.port = free_port("tcp+udp", HOST)
                 self._write_config()
                 if self._launch(named):
-                    return
+                    return self
                 last_log = self._log_tail()
         except BaseException:
             self.stop()
@@ -223,7 +233,11 @@ class BindServer:
             f'    managed-keys-directory "{directory}";',
             f"    listen-on port {self.port} {{ {HOST}; }};",
             "    listen-on-v6 { none; };",
-            "    recursion no;",
+            *(
+                ["    recursion yes;", f"    allow-recursion {{ {HOST}; }};"]
+                if self.recursion
+                else ["    recursion no;"]
+            ),
             "    dnssec-validation no;",
             "    notify no;",
             f"    allow-transfer {{ {HOST}; }};",
@@ -248,6 +262,14 @@ class BindServer:
             for stale in directory.glob(f"{zone}.db*"):
                 stale.unlink()
             (directory / f"{zone}.db").write_text(self._zone_text(zone))
+        if self.recursion:
+            conf += ['zone "." {', "    type primary;", '    file "root.db";', "};"]
+            (directory / "root.db").write_text(
+                "$TTL 60\n"
+                ". IN SOA ns.root.invalid. hostmaster.root.invalid. 1 3600 600 86400 60\n"
+                ". IN NS ns.root.invalid.\n"
+                f"ns.root.invalid. IN A {HOST}\n"
+            )
         (directory / "named.conf").write_text("\n".join(conf) + "\n")
 
     def _zone_text(self, zone: str) -> str:
@@ -348,12 +370,3 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def bind_available() -> bool:
-    """Whether ``named`` can be found (for skipping tests)."""
-    try:
-        find_named()
-    except BindNotFound:
-        return False
-    return True

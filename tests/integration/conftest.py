@@ -41,6 +41,7 @@ def bind_server() -> Iterator[BindServer]:
         (*DEFAULT_ZONES, LAGGING_ZONE),
         records=(DELEGATION_CNAME, *LAGGING_RECORDS),
         limited_key_zones=(LIMITED_ZONE,),
+        recursion=True,  # Pebble's resolver must follow the delegation CNAME
     )
     try:
         server.start()

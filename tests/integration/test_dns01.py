@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import re
 import secrets
+import shlex
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from acmelite.client import AcmeClient, CertificateBundle
 from acmelite.dns.propagation import PropagationSettings
 from acmelite.dns.query import Lookup, Server
 from acmelite.dns.zone import find_zone, follow_cname, nameservers
 from acmelite.errors import SolverError
+from acmelite.keys import AccountKey
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.base import ChallengeTask, Solver
 from acmelite.solvers.dns01 import HookSolver, Rfc2136Solver
-from acmelite.testing.bind import BindServer
+from acmelite.testing.bind import BindNotFound, BindServer
+from acmelite.testing.pebble import Pebble, PebbleServer
+from tests.support import CliResult, issue_argv, run_cli, verify_chain
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dns-01.md"
 
@@ -346,8 +353,6 @@ def test_hook_gets_the_record_with_its_trailing_dot_and_the_environment(
 
 
 def test_documented_nsupdate_hook(bind: BindServer, tmp_path: Path) -> None:
-    import shutil
-
     if shutil.which("nsupdate") is None:
         pytest.skip("nsupdate is not installed (Debian: bind9-dnsutils)")
     key_file = tmp_path / "acme.key"
@@ -415,3 +420,187 @@ def test_ten_names_cost_about_what_one_costs(
     with capsys.disabled():
         print(f"\n[dns-01 {kind}] perform: 1 name {one:.3f} s, 10 names {ten:.3f} s")
     assert ten < max(3 * one, one + 0.5), f"1 name: {one:.3f} s, 10 names: {ten:.3f} s"
+
+
+# -- whole orders against Pebble, which resolves through the same BIND ------------------------
+
+
+@pytest.fixture
+def dns_pebble(pebble_factory: Callable[..., PebbleServer], bind: BindServer) -> Pebble:
+    """A Pebble whose validation authority asks the session BIND (``-dnsserver``)."""
+    return pebble_factory(dns_server=bind.address)
+
+
+def _acme_client(pebble: Pebble) -> AcmeClient:
+    client = AcmeClient(pebble.directory_url, AccountKey.generate(), ca_bundle=pebble.ca_bundle)
+    client.register(agree_tos=True)
+    return client
+
+
+def _sans(fullchain: bytes, pebble: Pebble, name: str) -> list[str]:
+    leaf = verify_chain(fullchain, pebble.roots(), name)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted(sans.get_values_for_type(x509.DNSName))
+
+
+def test_pebble_issues_apex_and_wildcard_in_one_order_via_rfc2136(
+    dns_pebble: Pebble, bind: BindServer
+) -> None:
+    names = ["example.test", "*.example.test"]
+    solver = rfc2136(bind, propagation=PropagationSettings(timeout=10, nameserver_port=bind.port))
+    with _acme_client(dns_pebble) as client:
+        bundle = client.issue(names, solver=solver)
+    assert _sans(bundle.fullchain_pem, dns_pebble, "www.example.test") == sorted(names)
+
+
+def test_pebble_issues_apex_and_wildcard_via_the_hook(
+    dns_pebble: Pebble, bind: BindServer, doc_hook: list[str]
+) -> None:
+    names = ["hooked.example.test", "*.hooked.example.test"]
+    settings = PropagationSettings(timeout=10, resolver=bind.address)
+    with _acme_client(dns_pebble) as client:
+        bundle = client.issue(names, solver=HookSolver(doc_hook, propagation=settings))
+    assert _sans(bundle.fullchain_pem, dns_pebble, "a.hooked.example.test") == sorted(names)
+
+
+def _dns_argv(
+    pebble: Pebble, bind: BindServer, tmp_path: Path, *names: str, secret: str | None = None
+) -> list[str]:
+    key_file = tmp_path / "tsig.key"
+    key_file.write_text(
+        f'key "{bind.key_name}" {{\n\talgorithm hmac-sha256;\n'
+        f'\tsecret "{secret or bind.key_secret}";\n}};\n'
+    )
+    return [
+        *issue_argv(pebble, tmp_path, *names),
+        "--challenge", "dns-01", "--dns", "rfc2136", "--dns-server", bind.address,
+        "--tsig-key-name", bind.key_name, "--tsig-secret-file", str(key_file),
+        "--dns-resolver", bind.address, "--dns-propagation-timeout", "10",
+    ]  # fmt: skip
+
+
+def test_cli_issues_a_wildcard_for_a_cluster_namespace(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "*.team-ns.svc.clusterset.local"
+    result = run_cli(_dns_argv(dns_pebble, bind, tmp_path, name), capsys)
+    assert result.code == 0, result.err
+    fullchain = (tmp_path / "out/fullchain.pem").read_bytes()
+    assert _sans(fullchain, dns_pebble, "api.team-ns.svc.clusterset.local") == [name]
+
+
+def test_cli_issues_through_a_cname_delegated_challenge(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["delegated.example.test", "*.delegated.example.test"]
+    argv = _dns_argv(dns_pebble, bind, tmp_path, *names)
+    # The key may update acme-dns.test only: publishing at the CNAME's end is the only way.
+    argv[argv.index(bind.key_name)] = bind.limited_key_name
+    (tmp_path / "tsig.key").write_text(
+        f'key "{bind.limited_key_name}" {{ algorithm hmac-sha256; '
+        f'secret "{bind.limited_key_secret}"; }};\n'
+    )
+    result = run_cli(argv, capsys)
+    assert result.code == 0, result.err
+    assert "publishing at _acme-challenge.delegated.acme-dns.test." in result.err
+    fullchain = (tmp_path / "out/fullchain.pem").read_bytes()
+    assert _sans(fullchain, dns_pebble, "x.delegated.example.test") == sorted(names)
+
+
+def _error_line(result: CliResult) -> str:
+    """The one ``acmelite: error:`` line, which must be the last line of stderr."""
+    lines = result.err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("acmelite: error:")]
+    assert errors == [lines[-1]], result.err
+    return lines[-1].removeprefix("acmelite: error: ")
+
+
+def test_cli_wrong_tsig_secret(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "c2VjcmV0LXRoYXQtaXMtbm90LXRoZS1yaWdodC1vbmUhISE="
+    argv = _dns_argv(dns_pebble, bind, tmp_path, "bad-secret.example.test", secret=wrong)
+    result = run_cli(argv, capsys)
+    assert result.code != 0
+    assert _error_line(result) == (
+        f"TSIG key 'acmelite-test' rejected by {bind.address} for zone example.test: "
+        "BADSIG — check the secret"
+    )
+    assert wrong not in result.err + result.out
+    assert bind.key_secret not in result.err + result.out
+
+
+def test_cli_key_that_may_not_update_the_zone(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _dns_argv(dns_pebble, bind, tmp_path, "refused.example.test")
+    argv[argv.index(bind.key_name)] = bind.limited_key_name
+    (tmp_path / "tsig.key").write_text(bind.limited_key_secret)
+    result = run_cli(argv, capsys)
+    assert result.code != 0
+    assert _error_line(result) == (
+        f"server {bind.address} refused the update for zone example.test: the TSIG key "
+        "'acmelite-limited' may not update this name (check update-policy)"
+    )
+
+
+def _hook_argv(pebble: Pebble, bind: BindServer, tmp_path: Path, name: str, hook: str) -> list[str]:
+    return [
+        *issue_argv(pebble, tmp_path, name),
+        "--challenge", "dns-01", "--dns", "hook", "--dns-hook", hook,
+        "--dns-resolver", bind.address, "--dns-propagation-timeout", "1",
+    ]  # fmt: skip
+
+
+def test_cli_record_that_never_propagates(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hook = shlex.join([sys.executable, "-c", "pass"])  # exits 0, publishes nothing
+    started = time.monotonic()
+    result = run_cli(_hook_argv(dns_pebble, bind, tmp_path, "*.lost.example.test", hook), capsys)
+    assert result.code != 0
+    assert time.monotonic() - started < 10
+    error = _error_line(result)
+    assert error.startswith(
+        "DNS propagation timed out after 1 s: _acme-challenge.lost.example.test. TXT '"
+    )
+    assert error.endswith(f"' still missing at {bind.address}")
+
+
+def test_cli_hook_that_fails(
+    dns_pebble: Pebble, bind: BindServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = "import sys; print('API token expired', file=sys.stderr); sys.exit(1)"
+    hook = shlex.join([sys.executable, "-c", script])
+    result = run_cli(_hook_argv(dns_pebble, bind, tmp_path, "failing.example.test", hook), capsys)
+    assert result.code != 0
+    assert _error_line(result) == (
+        "DNS hook present for _acme-challenge.failing.example.test. (failing.example.test) "
+        "failed (exit status 1): API token expired"
+    )
+    assert "cleanup failed: DNS hook cleanup" in result.err  # reported, not hiding the error
+
+
+def test_documented_library_example(dns_pebble: Pebble, bind: BindServer) -> None:
+    with _acme_client(dns_pebble) as client:
+        namespace = {
+            "client": client,
+            "server": bind.address,
+            "key_name": bind.key_name,
+            "secret": bind.key_secret,
+            "resolver": bind.address,
+        }
+        exec(doc_example("library.py"), namespace)  # noqa: S102 - our own documentation
+    bundle = namespace["bundle"]
+    assert isinstance(bundle, CertificateBundle)
+    assert _sans(bundle.fullchain_pem, dns_pebble, "example.test") == [
+        "*.example.test",
+        "example.test",
+    ]
+
+
+def test_bind_server_reports_a_missing_named(tmp_path: Path) -> None:
+    server = BindServer(named=str(tmp_path / "named"))
+    with pytest.raises(BindNotFound, match="is not an executable named"):
+        server.start()
+    assert server.directory is None  # nothing left behind

@@ -113,7 +113,8 @@ def test_hook_command_is_split_like_a_shell_would() -> None:
     solver = HookSolver("/usr/local/bin/dns hook --provider 'my cloud'")
     assert solver.command == ("/usr/local/bin/dns", "hook", "--provider", "my cloud")
     assert HookSolver(["a b", "c"]).command == ("a b", "c")
-    for bad in ("", "   ", [], "'unclosed"):
+    bad_commands: list[str | list[str]] = ["", "   ", [], "'unclosed"]
+    for bad in bad_commands:
         with pytest.raises(InvalidInput):
             HookSolver(bad)
 
