@@ -1,10 +1,12 @@
-"""Helpers for testing ACME clients, acmelite included, against a local Pebble.
+"""Helpers for testing ACME clients, acmelite included, against a local Pebble and BIND.
 
-See ``acmelite.testing.pebble`` for the details; ``PebbleServer`` is the entry point.
+See ``acmelite.testing.pebble`` (``PebbleServer``) and ``acmelite.testing.bind``
+(``BindServer``, a real BIND 9 with TSIG-signed dynamic updates) for the details.
 """
 
 from __future__ import annotations
 
+from acmelite.testing.bind import DEFAULT_ZONES, BindNotFound, BindServer, find_named
 from acmelite.testing.pebble import (
     DEFAULT_PROFILES,
     ExternalPebble,
@@ -20,6 +22,9 @@ from acmelite.testing.ports import PortKind, free_port, free_ports
 
 __all__ = [
     "DEFAULT_PROFILES",
+    "DEFAULT_ZONES",
+    "BindNotFound",
+    "BindServer",
     "ExternalPebble",
     "Pebble",
     "PebbleBinaries",
@@ -28,6 +33,7 @@ __all__ = [
     "PebbleServer",
     "PebbleStartError",
     "PortKind",
+    "find_named",
     "find_pebble",
     "free_port",
     "free_ports",
