@@ -113,11 +113,17 @@ class AcmeClient:
         poll_interval: float = 0.1,
         poll_max_interval: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_concurrency: int = 8,
     ) -> None:
         self.directory_url = directory_url
         self.account_key = account_key
         self.account_url = account_url or ""
-        self.transport = transport or Transport(ca_bundle=ca_bundle, timeout=timeout)
+        #: How many orders :meth:`issue_many` runs at once; the session keeps as many
+        #: connections alive.
+        self.max_concurrency = max(1, max_concurrency)
+        self.transport = transport or Transport(
+            ca_bundle=ca_bundle, timeout=timeout, max_connections=self.max_concurrency
+        )
         self.poll_interval = poll_interval
         self.poll_max_interval = poll_max_interval
         self._sleep = sleep
@@ -387,15 +393,21 @@ class AcmeClient:
         )
 
     def issue_many(
-        self, requests: Sequence[Mapping[str, object]], *, max_workers: int = 8
+        self, requests: Sequence[Mapping[str, object]], *, max_workers: int | None = None
     ) -> list[CertificateBundle | AcmeliteError]:
-        """Run several :meth:`issue` calls at once (keyword arguments per request)."""
+        """Run several :meth:`issue` calls at once (keyword arguments per request).
+
+        At most ``max_workers`` (default :attr:`max_concurrency`) orders are in flight;
+        they share this client's connections, nonce pool and account. One solver object
+        may serve them all: the built-in solvers withdraw only their own answers.
+        """
         def one(kwargs: Mapping[str, object]) -> CertificateBundle | AcmeliteError:
             try:
                 return self.issue(**kwargs)  # type: ignore[arg-type]
             except AcmeliteError as exc:
                 return exc
-        with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        workers = self.max_concurrency if max_workers is None else max(1, max_workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(one, requests))
 
 

@@ -162,6 +162,7 @@ class Transport:
         connection_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         insecure: bool = False,
+        max_connections: int = 10,
     ) -> None:
         self.new_nonce_url = ""
         self.nonces = NoncePool()
@@ -176,6 +177,12 @@ class Transport:
         self._verify: str | bool = False if insecure else (ca_bundle or True)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = user_agent
+        # One kept-alive connection per thread that talks at once: requests' pool keeps at
+        # most 10 and closes any connection beyond that after its request, so 32 threads
+        # would pay a TCP and TLS handshake for most requests.
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(1, max_connections))
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._count_lock = threading.Lock()
         self.request_count = 0
 

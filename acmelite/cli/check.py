@@ -20,11 +20,13 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..diagnose import Report, diagnose
 from ..errors import InvalidInput, NetworkError
 from ..names import is_ip, normalize_name, was_converted
-from ..tlsprobe import fetch_chain, load_pem_chain, split_host_port
+
+if TYPE_CHECKING:
+    from ..diagnose import Report
 
 __all__ = [
     "EXIT_EXPIRED",
@@ -126,6 +128,11 @@ def exit_code(report: Report) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every `acmelite` command builds this parser, and these
+    # pull in cryptography (see docs/performance.md, start-up).
+    from ..diagnose import diagnose
+    from ..tlsprobe import fetch_chain, load_pem_chain, split_host_port
+
     target: dict[str, object] = {}
     try:
         if (args.target is None) == (args.cert is None):

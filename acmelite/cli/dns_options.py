@@ -13,10 +13,20 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
-from ..solvers.base import Solver
-from ..solvers.dns01 import DNS_SOLVERS, TSIG_ALGORITHMS, solver_from_options
+
+if TYPE_CHECKING:
+    from ..solvers.base import Solver
+
+#: The choices of ``--dns`` and ``--tsig-algorithm``, written out so that building the
+#: parser (every ``acmelite`` command, ``--help`` too) does not import dnspython; a unit
+#: test keeps them equal to ``solvers.dns01.DNS_SOLVERS`` and ``TSIG_ALGORITHMS``.
+DNS_SOLVERS = ("rfc2136", "hook")
+TSIG_ALGORITHM_NAMES = (
+    "hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512",
+)  # fmt: skip
 
 __all__ = ["TSIG_SECRET_ENV", "add_dns_arguments", "build_dns_solver", "read_tsig_key_file"]
 
@@ -65,7 +75,7 @@ def add_dns_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--tsig-algorithm",
-        choices=sorted(TSIG_ALGORITHMS),
+        choices=TSIG_ALGORITHM_NAMES,
         default=None,
         help="rfc2136: the TSIG algorithm (default: from the key file, else hmac-sha256)",
     )
@@ -163,6 +173,8 @@ def _build(args: argparse.Namespace, env: Mapping[str, str]) -> Solver:
         algorithm = algorithm or file_algorithm or None
     elif secret is None and kind == "rfc2136":
         secret = env.get(TSIG_SECRET_ENV) or None
+    from ..solvers.dns01 import solver_from_options
+
     return solver_from_options(
         dns=kind,
         server=getattr(args, "dns_server", None),

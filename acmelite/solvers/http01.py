@@ -87,6 +87,10 @@ class StandaloneSolver:
     The server starts in :meth:`perform` and stops in :meth:`cleanup`; it answers only the
     tokens in flight and 404 for everything else. ``address`` ``""`` listens on all
     addresses (IPv6 and IPv4 where the system allows).
+
+    One solver can serve several orders at once (``AcmeClient.issue_many``): each
+    :meth:`cleanup` withdraws only its own tasks' answers, and the server stops when the
+    last answer is gone.
     """
 
     challenge_type: ClassVar[str] = "http-01"
@@ -98,6 +102,7 @@ class StandaloneSolver:
         self.address = address
         self._server: _ChallengeServer | None = None
         self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
 
     @property
     def bound_port(self) -> int:
@@ -142,15 +147,26 @@ class StandaloneSolver:
 
     def perform(self, tasks: Sequence[ChallengeTask]) -> None:
         answers = {check_token(t.token): t.key_authorization for t in tasks}
-        self.start()
-        assert self._server is not None  # noqa: S101 - start() sets it
-        with self._server.lock:
-            self._server.answers.update(answers)
+        with self._lifecycle:
+            self.start()
+            assert self._server is not None  # noqa: S101 - start() sets it
+            with self._server.lock:
+                self._server.answers.update(answers)
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
+        with self._lifecycle:
+            server = self._server
+            if server is None:
+                return
+            with server.lock:
+                for task in tasks:
+                    server.answers.pop(task.token, None)
+                if server.answers:
+                    return  # another order is still being validated
+            self._server = None
+            self._stop(server)
+
+    def _stop(self, server: _ChallengeServer) -> None:
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -159,16 +175,25 @@ class StandaloneSolver:
 
 
 class WebrootSolver:
-    """Writes ``<webroot>/.well-known/acme-challenge/<token>`` for a running web server."""
+    """Writes ``<webroot>/.well-known/acme-challenge/<token>`` for a running web server.
+
+    Safe to share between concurrent orders: :meth:`cleanup` removes only its own tasks'
+    files, and the directories it made once no file of its own is left.
+    """
 
     challenge_type: ClassVar[str] = "http-01"
 
     def __init__(self, webroot: str | os.PathLike[str]) -> None:
         self.webroot = Path(webroot)
-        self._written: list[Path] = []
+        self._written: dict[str, Path] = {}
         self._made_dirs: list[Path] = []
+        self._lock = threading.Lock()
 
     def perform(self, tasks: Sequence[ChallengeTask]) -> None:
+        with self._lock:
+            self._perform(tasks)
+
+    def _perform(self, tasks: Sequence[ChallengeTask]) -> None:
         if not self.webroot.is_dir():
             raise InvalidInput(f"--webroot {self.webroot} is not a directory")
         directory = self.webroot / ".well-known" / "acme-challenge"
@@ -189,21 +214,23 @@ class WebrootSolver:
                 raise SolverError(
                     f"cannot write {path}: {exc.strerror}", identifiers=[task.name]
                 ) from None
-            self._written.append(path)
+            self._written[task.token] = path
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
         errors = []
-        for path in self._written:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                errors.append(f"{path}: {exc.strerror}")
-        self._written.clear()
-        for part in reversed(self._made_dirs):
-            with contextlib.suppress(OSError):
-                part.rmdir()
-        self._made_dirs.clear()
+        with self._lock:
+            paths = [p for p in (self._written.pop(t.token, None) for t in tasks) if p]
+            for path in paths:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    errors.append(f"{path}: {exc.strerror}")
+            if not self._written:
+                for part in reversed(self._made_dirs):
+                    with contextlib.suppress(OSError):
+                        part.rmdir()
+                self._made_dirs.clear()
         if errors:
             raise SolverError("cannot remove challenge files: " + "; ".join(errors))
