@@ -71,6 +71,13 @@ def eab_jws(
         raise InvalidInput("the EAB HMAC key is not valid base64url") from None
     if not mac_key:
         raise InvalidInput("the EAB HMAC key is empty")
+    # RFC 7518 §3.2: the key must be at least as long as the hash output; CAs check it.
+    min_size = digest().digest_size
+    if len(mac_key) < min_size:
+        raise InvalidInput(
+            f"the EAB HMAC key has {len(mac_key)} bytes, {alg.upper()} needs at least {min_size}"
+            " (RFC 7518 §3.2); check --eab-hmac-alg against what the CA gave you"
+        )
     protected_b64 = _encode({"alg": alg.upper(), "kid": kid, "url": url})
     payload_b64 = _encode(account_key.public_jwk())
     mac = hmac.new(mac_key, f"{protected_b64}.{payload_b64}".encode("ascii"), digest).digest()

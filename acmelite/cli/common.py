@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..client import AcmeClient, ExternalAccountBinding
+    from ..errors import InvalidInput, ProblemError
 
 __all__ = ["SERVER_ALIASES", "add_account_arguments", "add_output_arguments", "open_client"]
 
@@ -146,20 +147,39 @@ def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClien
         client.register(contact=args.email, agree_tos=args.agree_tos, eab=eab,
                         only_return_existing=not args.agree_tos)
     except ProblemError as exc:
-        if exc.problem.short_type == "accountDoesNotExist":
-            tos = client.directory.terms_of_service
-            raise InvalidInput(
-                "no account exists for this key at the CA; pass --agree-tos to create one"
-                + (f" (terms: {tos})" if tos else "")
-            ) from None
-        if exc.problem.short_type == "externalAccountRequired":
-            raise InvalidInput(
-                "this CA requires External Account Binding: pass --eab-kid and --eab-hmac-key"
-                " from your CA account"
-            ) from None
-        raise
+        better = explain_registration_error(client, exc, eab)
+        if better is None:
+            raise
+        raise better from exc
     save_account_url(Path(args.account_key), url, client.account_url)
     return client
+
+
+def explain_registration_error(
+    client: AcmeClient, exc: ProblemError, eab: ExternalAccountBinding | None
+) -> InvalidInput | None:
+    """One line saying what to do about a newAccount problem, or None to show it as is."""
+    from ..errors import InvalidInput
+
+    kind = exc.problem.short_type
+    if kind == "accountDoesNotExist":
+        tos = client.directory.terms_of_service
+        return InvalidInput(
+            "no account exists for this key at the CA; pass --agree-tos to create one"
+            + (f" (terms: {tos})" if tos else "")
+        )
+    if kind == "externalAccountRequired":
+        return InvalidInput(
+            "this CA requires External Account Binding: pass --eab-kid and --eab-hmac-key"
+            " from your CA account"
+        )
+    if eab is not None and kind == "unauthorized":
+        return InvalidInput(
+            f"the CA refused the External Account Binding of key id {eab.kid!r}"
+            f" ({exc.problem.detail or 'no detail given'}); check --eab-kid, --eab-hmac-key and"
+            " --eab-hmac-alg against your CA account (some CAs accept each key id only once)"
+        )
+    return None
 
 
 def forget_stale_account(args: argparse.Namespace, client: AcmeClient) -> None:

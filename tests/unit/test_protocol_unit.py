@@ -127,7 +127,7 @@ def test_rsa_jws_verifies() -> None:
 def test_eab_binding(alg: str, digest: object) -> None:
     """RFC 8555 §7.3.4: HMAC over the account JWK with the CA's key, kid and url in the header."""
     key = AccountKey.generate()
-    mac_key = b"0123456789abcdef0123456789abcdef"
+    mac_key = b"0123456789abcdef" * 4  # RFC 7518 §3.2: at least the hash size (HS512)
     b64key = base64.urlsafe_b64encode(mac_key).rstrip(b"=").decode()
     eab = eab_jws(key, kid="kid-1", hmac_key_b64=b64key, url="https://ca/new-acct", alg=alg)
     assert json.loads(_b64d(eab["protected"])) == {
