@@ -27,6 +27,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ChallengeTask",
     "Solver",
+    "ValidationWatcher",
     "available_solvers",
     "load_solver_class",
 ]
@@ -75,6 +76,19 @@ class Solver(Protocol):
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
         """Remove what ``perform`` published; tolerate a half-done ``perform``."""
+
+
+@runtime_checkable
+class ValidationWatcher(Protocol):
+    """A solver that sees the CA fetch its answers, as an HTTP-01 server does.
+
+    RFC 8555 §7.5.1: a client that can tell when the server has validated a challenge
+    SHOULD NOT begin polling until it has seen the validation request. The client polls
+    the order as soon as every answer was fetched, instead of on its backoff schedule.
+    """
+
+    def wait_fetched(self, tasks: Sequence[ChallengeTask], timeout: float) -> bool:
+        """Block until the CA fetched every task's answer (True) or ``timeout`` s passed."""
 
 
 def available_solvers() -> dict[str, str]:

@@ -42,8 +42,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = None
         if self.path.startswith(ACME_CHALLENGE_PATH):
             token = self.path[len(ACME_CHALLENGE_PATH) :]
-            with self.server.lock:
+            with self.server.fetched_changed:
                 body = self.server.answers.get(token)
+                if body is not None:
+                    self.server.fetched.add(token)
+                    self.server.fetched_changed.notify_all()
         if body is None:
             self._reply(404, b"not found\n")
         else:
@@ -72,6 +75,9 @@ class _ChallengeServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.answers: dict[str, str] = {}
         self.lock = threading.Lock()
+        #: Tokens the CA has fetched; ``fetched_changed`` (on ``lock``) says when one comes.
+        self.fetched: set[str] = set()
+        self.fetched_changed = threading.Condition(self.lock)
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -90,7 +96,8 @@ class StandaloneSolver:
 
     One solver can serve several orders at once (``AcmeClient.issue_many``): each
     :meth:`cleanup` withdraws only its own tasks' answers, and the server stops when the
-    last answer is gone.
+    last answer is gone. It sees the CA fetch each answer, so the client can poll the
+    order right after the last fetch (:class:`~acmelite.solvers.base.ValidationWatcher`).
     """
 
     challenge_type: ClassVar[str] = "http-01"
@@ -161,10 +168,20 @@ class StandaloneSolver:
             with server.lock:
                 for task in tasks:
                     server.answers.pop(task.token, None)
+                    server.fetched.discard(task.token)
                 if server.answers:
                     return  # another order is still being validated
             self._server = None
             self._stop(server)
+
+    def wait_fetched(self, tasks: Sequence[ChallengeTask], timeout: float) -> bool:
+        """Block until the CA fetched every task's answer (True) or ``timeout`` s passed."""
+        server = self._server
+        if server is None:
+            return False
+        tokens = {t.token for t in tasks}
+        with server.fetched_changed:
+            return server.fetched_changed.wait_for(lambda: tokens <= server.fetched, timeout)
 
     def _stop(self, server: _ChallengeServer) -> None:
         server.shutdown()
