@@ -7,6 +7,7 @@ CAs refuse a CSR that asks for client authentication, and all of them decide the
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -103,6 +104,9 @@ def public_keys_match(
     return _spki(a) == _spki(b)
 
 
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----")
+
+
 def split_pem_chain(pem: bytes, *, source: str = "certificate") -> list[x509.Certificate]:
     """Parse a PEM chain (leaf first), refusing garbage and truncation."""
     marker = b"-----BEGIN CERTIFICATE-----"
@@ -112,6 +116,7 @@ def split_pem_chain(pem: bytes, *, source: str = "certificate") -> list[x509.Cer
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise ProtocolError(f"{source}: the PEM chain is truncated or corrupt") from None
-    if len(certs) != pem.count(marker):
+    if len(certs) != pem.count(marker) or _PEM_CERT.sub(b"", pem).strip():
+        # RFC 8555 §9.1: nothing but certificates; a cut-off "-----BEGIN CERT" is truncation.
         raise ProtocolError(f"{source}: the PEM chain is truncated or corrupt")
     return certs

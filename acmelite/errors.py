@@ -128,7 +128,16 @@ class ProblemError(AcmeliteError):
         self.problem = problem
         self.url = url
         self.retry_after = retry_after
-        super().__init__(problem.describe())
+        hint = f"; the CA asks to retry after {_duration(retry_after)}" if retry_after else ""
+        super().__init__(problem.describe() + hint)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class BadNonceError(ProblemError):

@@ -25,12 +25,14 @@ import logging
 import re
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from ._version import __version__
 from .errors import (
@@ -110,7 +112,7 @@ class Response:
         """The body as a JSON object, or :class:`ProtocolError` saying what came instead."""
         try:
             data = json.loads(self.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             raise ProtocolError(
                 f"{self.url} answered HTTP {self.status} with {self.content_type or 'no type'}"
                 f" that is not JSON: {_snippet(self.content)}"
@@ -167,6 +169,8 @@ class Transport:
         self.new_nonce_url = ""
         self.nonces = NoncePool()
         self.timeout = timeout
+        #: A ``time.monotonic()`` after which no request starts (``--timeout``); None: none.
+        self.deadline: float | None = None
         self.max_bad_nonce = max_bad_nonce
         self.max_retry_after = max_retry_after
         self.max_rate_limit_retries = max_rate_limit_retries
@@ -175,6 +179,13 @@ class Transport:
         # requests prefers REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over Session.verify, so the
         # bundle is passed with every request, where it always wins.
         self._verify: str | bool = False if insecure else (ca_bundle or True)
+        if insecure:
+            log.warning(
+                "TLS certificate verification of the ACME server is OFF: anyone on the network"
+                " path can impersonate the CA; use this only against a test CA"
+            )
+            # Said once, here, instead of by urllib3 on every request.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = user_agent
         # One kept-alive connection per thread that talks at once: requests' pool keeps at
@@ -193,13 +204,18 @@ class Transport:
 
     def get(self, url: str, *, deadline: float | None = None) -> Response:
         """An unauthenticated GET (the directory, RFC 8555 §7.1.1; renewalInfo, RFC 9773)."""
-        return self._checked("GET", url, deadline=deadline, idempotent=True)
+        return self._waiting(
+            lambda: self._checked("GET", url, deadline=deadline, idempotent=True), url, deadline
+        )
 
     def new_nonce(self, *, deadline: float | None = None) -> str:
         """``HEAD newNonce`` (RFC 8555 §7.2); only used when the pool is empty."""
         if not self.new_nonce_url:
             raise ProtocolError("no newNonce URL: fetch the directory first")
-        resp = self._send("HEAD", self.new_nonce_url, deadline=deadline, idempotent=True)
+        url = self.new_nonce_url
+        resp = self._waiting(
+            lambda: self._checked("HEAD", url, deadline=deadline, idempotent=True), url, deadline
+        )
         nonce = resp.headers.get("Replay-Nonce")
         if not nonce:
             raise ProtocolError(f"{self.new_nonce_url} returned no Replay-Nonce header")
@@ -248,6 +264,20 @@ class Transport:
                 log.info("%s asks to retry after %.0f s; waiting", url, wait)
                 self._sleep(wait)
 
+    def _waiting(self, send: Callable[[], Response], url: str, deadline: float | None) -> Response:
+        """``send()``, again after each 429/503 whose ``Retry-After`` fits (as in :meth:`post`)."""
+        waits = 0
+        while True:
+            try:
+                return send()
+            except ProblemError as exc:
+                waits += 1
+                wait = self._wait_for(exc, waits, deadline)
+                if wait is None:
+                    raise
+                log.info("%s asks to retry after %.0f s; waiting", url, wait)
+                self._sleep(wait)
+
     def _wait_for(self, exc: ProblemError, attempt: int, deadline: float | None) -> float | None:
         """How long to wait before retrying after ``exc``; ``None``: do not retry."""
         wait = exc.retry_after
@@ -255,9 +285,16 @@ class Transport:
             return None
         if attempt > self.max_rate_limit_retries or wait > self.max_retry_after:
             return None
+        deadline = self._deadline(deadline)
         if deadline is not None and time.monotonic() + wait >= deadline:
             return None
         return wait
+
+    def _deadline(self, deadline: float | None) -> float | None:
+        """The earlier of a request's own deadline and :attr:`deadline`."""
+        if self.deadline is None or deadline is None:
+            return self.deadline if deadline is None else deadline
+        return min(deadline, self.deadline)
 
     # -- the wire -------------------------------------------------------------------
 
@@ -276,7 +313,7 @@ class Transport:
         )
         if resp.status < 400:
             return resp
-        if resp.content_type == "application/problem+json":
+        if resp.content_type == "application/problem+json" or _looks_like_problem(resp):
             try:
                 problem = Problem.from_json(resp.json(), status=resp.status)
             except ProtocolError:
@@ -307,6 +344,7 @@ class Transport:
         idempotent: bool,
     ) -> Response:
         attempts = 1 + (self.connection_retries if idempotent else 0)
+        deadline = self._deadline(deadline)
         for attempt in range(1, attempts + 1):
             timeout = self.timeout
             if deadline is not None:
@@ -330,11 +368,19 @@ class Transport:
                     " server uses a private CA, pass its root with --ca-bundle"
                 ) from exc
             except requests.exceptions.RequestException as exc:
-                if attempt < attempts:
+                pause = min(0.5 * attempt, 2.0)
+                late = deadline is not None and time.monotonic() + pause >= deadline
+                if attempt < attempts and not late:
                     log.debug("%s %s failed (%s); retrying", method, url, _reason(exc))
-                    self._sleep(min(0.5 * attempt, 2.0))
+                    self._sleep(pause)
                     continue
-                raise _network_error(method, url, exc, timeout) from exc
+                if late and isinstance(exc, requests.exceptions.Timeout):
+                    raise DeadlineExceeded(
+                        f"{_host(url)} did not answer {method} {url} before the deadline"
+                    ) from exc
+                raise _network_error(
+                    method, url, exc, timeout, resent=attempt > 1, idempotent=idempotent
+                ) from exc
             with self._count_lock:
                 self.request_count += 1
             self.nonces.put(raw.headers.get("Replay-Nonce"))
@@ -362,13 +408,62 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:200]
 
 
+def _looks_like_problem(resp: Response) -> bool:
+    """A problem document mislabelled ``application/json`` (an object with a string ``type``)."""
+    if resp.content_type != "application/json":
+        return False
+    try:
+        return isinstance(resp.json().get("type"), str)
+    except ProtocolError:
+        return False
+
+
 def _network_error(
-    method: str, url: str, exc: requests.RequestException, timeout: float
+    method: str,
+    url: str,
+    exc: requests.RequestException,
+    timeout: float,
+    *,
+    resent: bool,
+    idempotent: bool,
 ) -> NetworkError:
     if isinstance(exc, requests.exceptions.Timeout):
         return NetworkError(f"{_host(url)} did not answer {method} {url} within {timeout:.0f} s")
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
         return NetworkError(
             f"cannot reach {_host(url)} ({_reason(exc)}); check --server and the network"
         )
-    return NetworkError(f"{method} {url} failed: {_reason(exc)}")
+    # Connected, then the connection broke: say which request, and whether it was resent.
+    if not idempotent:
+        what = "not sent again, as it may have taken effect: run acmelite again"
+    else:
+        what = "also when sent again" if resent else "not sent again"
+    return NetworkError(
+        f"the connection to {_host(url)} broke during {method} {url} ({_cause(exc)}); {what}"
+    )
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when no connection was made at all (refused, unresolvable, connect timeout)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, urllib3.exceptions.NewConnectionError):
+            return True
+        if isinstance(seen, urllib3.exceptions.MaxRetryError):
+            seen = seen.reason
+        elif seen.args and isinstance(seen.args[0], BaseException):
+            seen = seen.args[0]
+        else:
+            return False
+    return False
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost exception's own words ("Connection reset by peer"), not the wrappers'."""
+    inner = exc
+    while True:
+        nested = [a for a in inner.args if isinstance(a, BaseException)]
+        if not nested:
+            break
+        inner = nested[-1]
+    return _reason(inner) or type(inner).__name__

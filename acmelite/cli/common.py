@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,9 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eab-hmac-alg", default="HS256", choices=("HS256", "HS384", "HS512"))
     g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="give up on the whole run after this long (default: no limit)")
+    g.add_argument("--insecure", action="store_true",
+                   help="DANGEROUS, for test CAs only: do not verify the ACME server's HTTPS"
+                   " certificate (warns on every run)")
 
 
 def server_url(value: str) -> str:
@@ -132,6 +136,7 @@ def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClien
     from ..client import AcmeClient
     from ..errors import InvalidInput, ProblemError
     from ..keys import AccountKey
+    from ..transport import Transport
 
     url = server_url(args.server)
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
@@ -139,7 +144,11 @@ def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClien
     key, _created = load_or_create_account_key(Path(args.account_key))
     assert isinstance(key, AccountKey)  # noqa: S101 - narrowing for mypy
     known = read_account_urls(Path(args.account_key)).get(url)
-    client = AcmeClient(url, key, ca_bundle=args.ca_bundle, account_url=known)
+    transport = Transport(ca_bundle=args.ca_bundle, insecure=getattr(args, "insecure", False))
+    if getattr(args, "timeout", None):
+        # --timeout bounds every request of the run, the directory and account ones too.
+        transport.deadline = time.monotonic() + args.timeout
+    client = AcmeClient(url, key, transport=transport, account_url=known)
     if known or not register:
         return client
     eab = eab_from_args(args)

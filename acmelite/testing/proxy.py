@@ -29,7 +29,10 @@ response or in the middle of its body, a delay (past the client's timeout), malf
 HTML page with any status, a wrong ``Content-Type``, a truncated or garbage certificate PEM,
 and a JSON patch of the CA's answer (a directory without ``newOrder``, an order stuck
 ``processing``). A delay or stall can be ended early with :meth:`Injection.release`, which
-crash tests use to hold a client at an exact request while they kill it.
+crash tests use to hold a client at an exact request while they kill it. Faults that spoil
+the CA's answer (malformed, truncated, garbage, patched, wrong type, cut mid-body) apply only
+to a successful one: an error the CA sent itself (Pebble's random ``badNonce``) passes
+through, and the fault waits for the next match without counting a hit.
 """
 
 from __future__ import annotations
@@ -771,12 +774,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._relay(answer)
             return
         answer = proxy.forward(method, path, self._headers(), body)
-        if fault.kind == "patch-json":
-            patched = _patch(answer, fault)
-            if patched is None:
-                self._relay(answer)
-                return
-            answer = patched
+        patched = _patch(answer, fault) if fault.kind == "patch-json" else answer
+        if patched is None or answer.status >= 400:
+            # Only a successful answer is spoilt (not one of Pebble's own badNonces, say);
+            # the fault stays armed for the next match.
+            self._relay(answer)
+            return
+        answer = patched
         injection._fired()
         if fault.kind == "reset-mid-body":
             self._cut(answer, fault, injection)

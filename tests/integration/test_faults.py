@@ -1,0 +1,394 @@
+"""Every fault between acmelite and the CA: recovered, or one clear line and exit 1.
+
+The real CLI runs against the session's Pebble behind :class:`FaultProxy`, re-issuing into an
+``--out`` that already holds a certificate. Whatever the fault, afterwards that directory
+holds a key that matches its certificate: the old set untouched after a failure, a new
+consistent set after a recovery. See docs/reliability.md for the policy under test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from acmelite.cli import main
+from acmelite.testing.pebble import Pebble
+from acmelite.testing.proxy import Fault, FaultProxy, Injection, On
+from tests.reliability import Ledger
+from tests.support import CliResult, key_matches_cert, run_cli, run_cli_subprocess, tree_snapshot
+
+NAME = "faults.acmelite.test"
+ORDER_STUCK = {
+    "set_fields": {"status": "processing"},
+    "remove_fields": ("certificate",),
+    "where": {"status": "valid"},
+}
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[Ledger]:
+    book = Ledger("faults", "Faults injected between acmelite and the CA (test_faults.py)")
+    yield book
+    book.save()
+
+
+@pytest.fixture(scope="module")
+def proxy(pebble: Pebble) -> Iterator[FaultProxy]:
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def seed(proxy: FaultProxy, pebble: Pebble, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An account key (registered through the proxy) and an --out with a certificate."""
+    root = tmp_path_factory.mktemp("faults-seed")
+    assert main(_argv(proxy, pebble, root, "-q")) == 0
+    return root
+
+
+@dataclass
+class Work:
+    """One test's copy of the seed: ``run()`` re-issues into its ``out``."""
+
+    root: Path
+    proxy: FaultProxy
+    pebble: Pebble
+    capsys: pytest.CaptureFixture[str]
+    before: dict[str, bytes] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    def run(self, *extra: str) -> CliResult:
+        self.before = tree_snapshot(self.out)
+        start = time.monotonic()
+        result = run_cli(_argv(self.proxy, self.pebble, self.root, *extra), self.capsys)
+        self.elapsed = time.monotonic() - start
+        return result
+
+
+@pytest.fixture
+def work(
+    seed: Path,
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Work]:
+    proxy.clear()
+    proxy.reset_counts()
+    root = tmp_path / "w"
+    shutil.copytree(seed, root, symlinks=True)
+    try:
+        yield Work(root, proxy, pebble, capsys)
+    finally:
+        proxy.clear()
+
+
+def _argv(proxy: FaultProxy, pebble: Pebble, root: Path, *extra: str) -> list[str]:
+    return [
+        "issue",
+        "-d",
+        NAME,
+        "--server",
+        proxy.directory_url,
+        "--ca-bundle",
+        proxy.ca_bundle,
+        "--agree-tos",
+        "--account-key",
+        str(root / "account.key"),
+        "--http-port",
+        str(pebble.http_port),
+        "--http-address",
+        "127.0.0.1",
+        "--out",
+        str(root / "out"),
+        *extra,
+    ]
+
+
+def _consistent(out: Path) -> bool:
+    """The live files belong together: the key matches the cert, fullchain = cert + chain."""
+    try:
+        key, cert = (out / "privkey.pem").read_bytes(), (out / "cert.pem").read_bytes()
+        chain, full = (out / "chain.pem").read_bytes(), (out / "fullchain.pem").read_bytes()
+        return key_matches_cert(key, cert) and full == cert + chain
+    except (OSError, ValueError):
+        return False
+
+
+def _serial(out: Path) -> int:
+    return x509.load_pem_x509_certificate((out / "cert.pem").read_bytes()).serial_number
+
+
+def check_recovered(
+    ledger: Ledger,
+    case: str,
+    work: Work,
+    result: CliResult,
+    injection: Injection,
+    *,
+    min_hits: int = 1,
+) -> None:
+    lost = 0 if _consistent(work.out) else 1
+    ok = result.code == 0 and injection.hits >= min_hits
+    ledger.record(case, injected=injection.hits, recovered=int(ok), data_lost=lost)
+    assert result.code == 0, result.err
+    assert injection.hits >= min_hits, f"the fault never fired: {injection}"
+    assert lost == 0
+    old_serial = x509.load_pem_x509_certificate(work.before["cert.pem"]).serial_number
+    assert _serial(work.out) != old_serial, "recovered, so a new certificate is installed"
+    assert "Traceback" not in result.err
+
+
+def check_failed_cleanly(
+    ledger: Ledger,
+    case: str,
+    work: Work,
+    result: CliResult,
+    injection: Injection,
+    *fragments: str,
+    max_seconds: float = 20,
+) -> None:
+    lines = result.err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("acmelite: error: ")]
+    clean = (
+        result.code == 1
+        and len(errors) == 1
+        and lines[-1] == errors[0]
+        and "Traceback" not in result.err
+        and not result.out
+    )
+    intact = tree_snapshot(work.out) == work.before and _consistent(work.out)
+    ledger.record(
+        case,
+        injected=injection.hits,
+        failed_cleanly=int(clean),
+        data_lost=0 if intact else 1,
+        message=errors[-1] if errors else "",
+    )
+    assert injection.hits >= 1, f"the fault never fired: {injection}"
+    assert result.code == 1, result.err
+    assert clean, result.err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert intact, "a failed run must leave --out exactly as it was"
+    assert work.elapsed < max_seconds, f"took {work.elapsed:.1f} s to fail"
+
+
+# -- recovered -------------------------------------------------------------------------------
+
+RECOVERED = {
+    "badNonce on every 3rd POST": (
+        Fault.bad_nonce(on=On(method="POST", nth=3, every=3, times=None)),
+        2,
+    ),
+    "429 rateLimited, Retry-After 1 s, on newOrder": (
+        Fault.error(429, retry_after=1, on=On(kind="newOrder")),
+        1,
+    ),
+    "503, Retry-After as HTTP-date, on finalize": (
+        Fault.error(503, retry_after=2, retry_after_date=True, on=On(kind="finalize")),
+        1,
+    ),
+    "503, Retry-After 1 s, on an order poll (POST-as-GET)": (
+        Fault.error(503, retry_after=1, on=On(kind="order")),
+        1,
+    ),
+    "429 twice on the certificate download": (
+        Fault.error(429, retry_after=1, on=On(kind="certificate", times=2)),
+        2,
+    ),
+    "503, Retry-After 1 s, on GET directory": (
+        Fault.error(503, retry_after=1, on=On(kind="directory")),
+        1,
+    ),
+    "503, Retry-After 1 s, on HEAD newNonce": (
+        Fault.error(503, retry_after=1, on=On(method="HEAD", kind="newNonce")),
+        1,
+    ),
+    "connection reset before the answer to an order poll": (Fault.reset(on=On(kind="order")), 1),
+    "connection reset after the CA answered an authz fetch": (
+        Fault.reset(forward=True, on=On(kind="authz")),
+        1,
+    ),
+    "connection reset mid-body of the certificate download": (
+        Fault.reset_mid_body(on=On(kind="certificate")),
+        1,
+    ),
+    "connection reset mid-body of an order poll": (
+        Fault.reset_mid_body(keep=0.3, on=On(kind="order")),
+        1,
+    ),
+    "connection reset on GET directory": (Fault.reset(on=On(kind="directory")), 1),
+    "connection reset on HEAD newNonce": (Fault.reset(on=On(method="HEAD")), 1),
+    "wrong Content-Type (text/plain) on the directory": (
+        Fault.wrong_content_type("text/plain", on=On(kind="directory")),
+        1,
+    ),
+    "wrong Content-Type on the certificate": (
+        Fault.wrong_content_type("application/octet-stream", on=On(kind="certificate")),
+        1,
+    ),
+    "badNonce problem labelled application/json": (
+        Fault.error(
+            400,
+            problem_type="urn:ietf:params:acme:error:badNonce",
+            content_type="application/json",
+            on=On(method="POST", kind="order"),
+        ),
+        1,
+    ),
+    "slow answer (2 s) within the timeout": (Fault.delay(2, on=On(kind="order")), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(RECOVERED))
+def test_recovered(case: str, work: Work, proxy: FaultProxy, ledger: Ledger) -> None:
+    fault, min_hits = RECOVERED[case]
+    injection = proxy.inject(fault)
+    result = work.run("--timeout", "60")
+    check_recovered(ledger, case, work, result, injection, min_hits=min_hits)
+
+
+# -- failed cleanly --------------------------------------------------------------------------
+
+FAILED: dict[str, tuple[Fault, tuple[str, ...], tuple[str, ...]]] = {
+    "HTML 502 page on newOrder": (
+        Fault.html(502, on=On(kind="newOrder")),
+        (),
+        ("HTTP 502", "text/html", "Bad Gateway"),
+    ),
+    "HTML 200 page instead of the directory": (
+        Fault.html(200, on=On(kind="directory")),
+        (),
+        ("not JSON", "/dir"),
+    ),
+    "HTML 200 page instead of an order": (
+        Fault.html(200, on=On(kind="order")),
+        (),
+        ("not JSON", "/my-order/"),
+    ),
+    "HTML 502 page on an order poll": (Fault.html(502, on=On(kind="order")), (), ("HTTP 502",)),
+    "malformed JSON order": (Fault.malformed_json(on=On(kind="order")), (), ("not JSON",)),
+    "malformed JSON directory": (Fault.malformed_json(on=On(kind="directory")), (), ("not JSON",)),
+    "directory missing newOrder": (
+        Fault.patch_json(remove_fields=("newOrder",), on=On(kind="directory")),
+        (),
+        ("newOrder",),
+    ),
+    "certificate PEM truncated in the middle": (
+        Fault.truncated_pem(keep=0.3, on=On(kind="certificate")),
+        (),
+        ("truncated or corrupt",),
+    ),
+    "certificate PEM truncated inside the 2nd BEGIN line": (
+        Fault.truncated_pem(
+            after=b"-----END CERTIFICATE-----\n-----BEGIN CERT", on=On(kind="certificate")
+        ),
+        (),
+        ("truncated or corrupt",),
+    ),
+    "certificate PEM with garbage inside": (
+        Fault.garbage_pem(on=On(kind="certificate")),
+        (),
+        ("truncated or corrupt",),
+    ),
+    "HTML page instead of the certificate": (
+        Fault.html(200, on=On(kind="certificate")),
+        (),
+        ("no PEM certificate",),
+    ),
+    "order stuck processing, --timeout 5": (
+        Fault.patch_json(
+            **ORDER_STUCK, on=On(method="POST", path="^/(my-order|finalize-order)/", times=None)
+        ),
+        ("--timeout", "5"),
+        ("still processing", NAME),
+    ),
+    "answer delayed past --timeout on an order poll": (
+        Fault.delay(60, on=On(kind="order")),
+        ("--timeout", "4"),
+        ("deadline",),
+    ),
+    "answer delayed past --timeout on the directory": (
+        Fault.delay(60, on=On(kind="directory")),
+        ("--timeout", "4"),
+        ("deadline",),
+    ),
+    "connection reset on newOrder (not safe to resend)": (
+        Fault.reset(forward=True, on=On(kind="newOrder")),
+        (),
+        ("/order-plz",),
+    ),
+    "connection reset on finalize (not safe to resend)": (
+        Fault.reset(forward=True, on=On(kind="finalize")),
+        (),
+        ("/finalize-order/",),
+    ),
+    "429 with Retry-After past the ceiling (1 h)": (
+        Fault.error(429, retry_after=3600, on=On(kind="newOrder")),
+        (),
+        ("rateLimited", "retry after"),
+    ),
+    "429 without Retry-After": (Fault.error(429, on=On(kind="newOrder")), (), ("rateLimited",)),
+    "503 on every newOrder": (
+        Fault.error(503, retry_after=1, on=On(kind="newOrder", times=None)),
+        (),
+        ("serverInternal", "Service Unavailable"),
+    ),
+    "badNonce on every POST": (
+        Fault.bad_nonce(on=On(method="POST", kind="newOrder", times=None)),
+        (),
+        ("badNonce",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILED))
+def test_failed_cleanly(case: str, work: Work, proxy: FaultProxy, ledger: Ledger) -> None:
+    fault, extra, fragments = FAILED[case]
+    injection = proxy.inject(fault)
+    result = work.run(*extra)
+    check_failed_cleanly(ledger, case, work, result, injection, *fragments)
+
+
+def test_nothing_unsafe_is_resent(work: Work, proxy: FaultProxy) -> None:
+    """A POST with a payload that may have taken effect is sent once; a poll is resent."""
+    proxy.inject(Fault.reset(forward=True, on=On(kind="newOrder")))
+    assert work.run().code == 1
+    assert proxy.counts()[("POST", "newOrder")] == 1
+    proxy.clear()
+    proxy.reset_counts()
+    proxy.inject(Fault.reset(on=On(kind="order", times=2)))
+    assert work.run().code == 0
+    statuses = [e.status for e in proxy.requests if proxy.kind_of(e.path) == "order"]
+    assert statuses[:3] == [0, 0, 200]
+
+
+def test_keep_alive_survives_a_reset(work: Work, proxy: FaultProxy) -> None:
+    """After a reset the client opens one new connection, not one per request."""
+    proxy.inject(Fault.reset(on=On(kind="authz")))
+    assert work.run().code == 0
+    assert proxy.connections <= 3, proxy.connections
+    assert len(proxy.requests) > 8
+
+
+def test_failure_in_a_real_process(work: Work, proxy: FaultProxy, ledger: Ledger) -> None:
+    """``python -m acmelite``: exit status 1, one line on stderr, no traceback."""
+    injection = proxy.inject(Fault.html(502, on=On(kind="newOrder")))
+    work.before = tree_snapshot(work.out)
+    start = time.monotonic()
+    result = run_cli_subprocess(_argv(proxy, work.pebble, work.root))
+    work.elapsed = time.monotonic() - start
+    check_failed_cleanly(
+        ledger, "HTML 502 page on newOrder (subprocess)", work, result, injection, "HTTP 502"
+    )
