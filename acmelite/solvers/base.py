@@ -84,11 +84,14 @@ class ValidationWatcher(Protocol):
 
     RFC 8555 §7.5.1: a client that can tell when the server has validated a challenge
     SHOULD NOT begin polling until it has seen the validation request. The client polls
-    the order as soon as every answer was fetched, instead of on its backoff schedule.
+    the order once every answer was fetched, and again after each later fetch (a CA that
+    validates from several vantage points fetches each answer several times), besides
+    its backoff schedule.
     """
 
-    def wait_fetched(self, tasks: Sequence[ChallengeTask], timeout: float) -> bool:
-        """Block until the CA fetched every task's answer (True) or ``timeout`` s passed."""
+    def wait_fetched(self, tasks: Sequence[ChallengeTask], seen: int, timeout: float) -> int:
+        """How often the CA has fetched the answers of ``tasks``, once that is more than
+        ``seen`` and every answer was fetched at least once; ``seen`` after ``timeout`` s."""
 
 
 def available_solvers() -> dict[str, str]:

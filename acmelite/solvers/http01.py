@@ -45,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.fetched_changed:
                 body = self.server.answers.get(token)
                 if body is not None:
-                    self.server.fetched.add(token)
+                    self.server.fetched[token] = self.server.fetched.get(token, 0) + 1
                     self.server.fetched_changed.notify_all()
         if body is None:
             self._reply(404, b"not found\n")
@@ -75,8 +75,9 @@ class _ChallengeServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.answers: dict[str, str] = {}
         self.lock = threading.Lock()
-        #: Tokens the CA has fetched; ``fetched_changed`` (on ``lock``) says when one comes.
-        self.fetched: set[str] = set()
+        #: How often the CA fetched each token; ``fetched_changed`` (on ``lock``) wakes
+        #: the waiters of :meth:`StandaloneSolver.wait_fetched`.
+        self.fetched: dict[str, int] = {}
         self.fetched_changed = threading.Condition(self.lock)
         super().__init__(address, _Handler)
 
@@ -168,20 +169,28 @@ class StandaloneSolver:
             with server.lock:
                 for task in tasks:
                     server.answers.pop(task.token, None)
-                    server.fetched.discard(task.token)
+                    server.fetched.pop(task.token, None)
                 if server.answers:
                     return  # another order is still being validated
             self._server = None
             self._stop(server)
 
-    def wait_fetched(self, tasks: Sequence[ChallengeTask], timeout: float) -> bool:
-        """Block until the CA fetched every task's answer (True) or ``timeout`` s passed."""
+    def wait_fetched(self, tasks: Sequence[ChallengeTask], seen: int, timeout: float) -> int:
+        """How often the CA has fetched the answers of ``tasks``, once that is more than
+        ``seen`` and every answer was fetched at least once; ``seen`` after ``timeout`` s."""
         server = self._server
         if server is None:
-            return False
-        tokens = {t.token for t in tasks}
+            return seen
+        tokens = [t.token for t in tasks]
+
+        def count() -> int:
+            counts = [server.fetched.get(token, 0) for token in tokens]
+            return sum(counts) if all(counts) else 0
+
         with server.fetched_changed:
-            return server.fetched_changed.wait_for(lambda: tokens <= server.fetched, timeout)
+            if server.fetched_changed.wait_for(lambda: count() > seen, timeout):
+                return count()
+        return seen
 
     def _stop(self, server: _ChallengeServer) -> None:
         server.shutdown()
