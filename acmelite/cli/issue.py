@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import add_account_arguments, add_output_arguments
+from .verify_options import add_verify_arguments, run_verify
 
 if TYPE_CHECKING:
     from ..client import AcmeClient, CertificateBundle
@@ -50,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c.add_argument("--webroot", type=Path, metavar="DIR",
                    help="serve HTTP-01 by writing files under DIR instead of running a server")
     _add_dns_arguments(p)
+    add_verify_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_output_arguments(p)
     p.set_defaults(func=run)
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if lock is not None:
             lock.__exit__(None, None, None)
     _report(args, bundle, written)
-    return 0
+    return run_verify(args, bundle)
 
 
 def _issue(client: AcmeClient, args: argparse.Namespace, names: list[str], solver: Solver,
