@@ -349,6 +349,7 @@ class AcmeClient:
     ) -> Order:
         payload: dict[str, object] = {"identifiers": [i.to_json() for i in identifiers]}
         if profile:
+            self.check_profile(profile)
             payload["profile"] = profile
         if replaces:
             payload["replaces"] = replaces
@@ -356,6 +357,18 @@ class AcmeClient:
         if not resp.location:
             raise ProtocolError("newOrder answered without a Location header (the order URL)")
         return Order.from_json(resp.json(), url=resp.location)
+
+    def check_profile(self, profile: str) -> None:
+        """Refuse a profile the directory does not list (draft-ietf-acme-profiles §3).
+
+        A directory that lists no profiles leaves the decision to the CA's newOrder.
+        """
+        offered = self.directory.profiles
+        if offered and profile not in offered:
+            listing = "; ".join(f"{name} ({text})" if text else name
+                                for name, text in offered.items())
+            raise InvalidInput(f"profile {profile!r} is not offered by {self.directory_url};"
+                               f" its profiles: {listing}")
 
     def get_order(self, url: str, *, deadline: float | None = None) -> Order:
         return Order.from_json(self._post(url, None, deadline=deadline).json(), url=url)

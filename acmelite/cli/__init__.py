@@ -23,7 +23,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("issue", "check", "account", "revoke")
+SUBCOMMANDS = ("issue", "renew", "check", "account", "revoke")
 
 
 def build_parser() -> argparse.ArgumentParser:

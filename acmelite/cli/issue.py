@@ -42,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     g.add_argument("--profile", metavar="NAME", help="certificate profile offered by the CA")
     g.add_argument("--preferred-chain", metavar="ISSUER_CN",
                    help="pick the alternate chain whose top issuer has this common name")
+    _add_deploy_arguments(p)
     c = p.add_argument_group("challenges")
     c.add_argument("--challenge", default="http-01", choices=("http-01", "dns-01"))
     c.add_argument("--http-port", type=int, default=80, metavar="PORT",
@@ -55,6 +56,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_output_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    from .renew import secret_ref
+
+    g = parser.add_argument_group(
+        "deployment", "Run after the files are in place; remembered in --out/renewal.json"
+        " so that 'acmelite renew' does the same.",
+    )
+    g.add_argument(
+        "--deploy-hook", metavar="CMD",
+        help="shell command to run after the files are in place, with ACMELITE_CERT_DIR and"
+        " ACMELITE_NAMES (space-separated) in its environment",
+    )
+    g.add_argument(
+        "--k8s-secret", type=secret_ref, metavar="NAME[/NAMESPACE]",
+        help="also write --out/secret.yaml, a kubernetes.io/tls Secret for kubectl apply -f",
+    )
 
 
 def _add_dns_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import forget_stale_account, open_client
 
     names, csr = _validate(args)
+    _validate_deploy(args, csr)
     solver = _solver(args)
     lock = OutputLock(args.out) if args.out is not None else None
     if lock is not None:
@@ -143,11 +163,42 @@ def run(args: argparse.Namespace) -> int:
             client = open_client(args)
             bundle = _issue(client, args, names, solver, csr)
         written = bundle.write(args.out) if args.out is not None else None
+        hook_error = _after_install(args, bundle) if args.out is not None else None
     finally:
         if lock is not None:
             lock.__exit__(None, None, None)
     _report(args, bundle, written)
+    if hook_error is not None:
+        raise hook_error
     return run_verify(args, bundle)
+
+
+def _validate_deploy(args: argparse.Namespace, csr: object | None) -> None:
+    from ..errors import InvalidInput
+
+    if args.out is None and (args.deploy_hook or args.k8s_secret):
+        raise InvalidInput("--deploy-hook and --k8s-secret need --out DIR")
+    if args.k8s_secret and csr is not None:
+        raise InvalidInput("--k8s-secret needs the private key, which acmelite has not with --csr")
+
+
+def _after_install(args: argparse.Namespace, bundle: CertificateBundle) -> Exception | None:
+    """Secret, renewal.json, a fresh renewal state, then the deploy hook (its error returned)."""
+    from ..deploy import DeployHookError
+    from ..renewal import RenewalState, save_config, save_state
+    from .renew import renewal_config, run_hook, write_k8s_secret
+
+    if args.k8s_secret:
+        write_k8s_secret(args.out, args.k8s_secret, bundle)
+    save_config(args.out, renewal_config(args, list(bundle.names)))
+    save_state(args.out, RenewalState())
+    if not args.deploy_hook:
+        return None
+    try:
+        run_hook(args.deploy_hook, args.out, bundle.names)
+    except DeployHookError as exc:
+        return exc
+    return None
 
 
 def _issue(client: AcmeClient, args: argparse.Namespace, names: list[str], solver: Solver,

@@ -1,0 +1,475 @@
+"""Renewal decisions, ARI ids and windows, back-off, state files, deploy hook and Secret.
+
+No network: certificates are made here, the CA is a canned ``renewalInfo`` answer, and the
+CLI cases point at a closed port (a request would fail, and the decision must not need one).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import socket
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from acmelite.cli import build_parser
+from acmelite.cli.renew import renewal_config
+from acmelite.deploy import (
+    DeployHookError,
+    SecretRef,
+    run_deploy_hook,
+    secret_manifest,
+    write_secret,
+)
+from acmelite.errors import InvalidInput, Problem, ProblemError, problem_error
+from acmelite.keys import private_key_pem
+from acmelite.models import RenewalInfo
+from acmelite.renewal import (
+    STATE_FILE,
+    AriRecord,
+    RenewalConfig,
+    RenewalState,
+    backoff_delay,
+    certificate_id,
+    decide,
+    lifetime_threshold,
+    load_config,
+    load_state,
+    pick_moment,
+    refresh_ari,
+    refused_replaces,
+    save_config,
+    save_state,
+)
+from acmelite.transport import Response
+from tests.support import run_cli
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def make_cert(
+    *,
+    days: float = 90,
+    start: dt.datetime = NOW,
+    serial: int = 0x1234,
+    aki: bytes | None = b"\x01" * 20,
+    name: str = "www.example.test",
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(KEY.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    )
+    if aki is not None:
+        ext = x509.AuthorityKeyIdentifier(aki, None, None)
+        builder = builder.add_extension(ext, critical=False)
+    return builder.sign(KEY, hashes.SHA256())
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.PEM)
+
+
+# -- RFC 9773 §4.1: the certificate identifier ----------------------------------------------
+
+
+def test_certificate_id_rfc9773_example() -> None:
+    """The worked example of RFC 9773 §4.1 (a serial whose high bit needs a 00 byte)."""
+    aki = bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+    cert = make_cert(serial=0x87654321, aki=aki)
+    assert certificate_id(cert) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+
+
+@pytest.mark.parametrize(
+    ("serial", "encoded"), [(0x7F, "fw"), (0x80, "AIA"), (0x0100, "AQA"), (0xFF00, "AP8A")]
+)
+def test_certificate_id_serial_is_der_content_octets(serial: int, encoded: str) -> None:
+    assert certificate_id(make_cert(serial=serial)).split(".")[1] == encoded
+
+
+def test_certificate_id_needs_an_aki() -> None:
+    with pytest.raises(InvalidInput, match="Authority Key Identifier"):
+        certificate_id(make_cert(aki=None))
+
+
+# -- the lifetime rule -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("days", "due_after_days"),
+    [(90, 60), (45, 30), (6, 3), (10, 5), (11, 11 * 2 / 3), (1, 0.5), (365, 365 * 2 / 3)],
+)
+def test_lifetime_threshold_never_assumes_90_days(days: float, due_after_days: float) -> None:
+    cert = make_cert(days=days)
+    assert lifetime_threshold(cert) == NOW + dt.timedelta(days=due_after_days)
+
+
+def test_decide_by_lifetime() -> None:
+    cert = make_cert(days=6)
+    early = decide(cert, now=NOW + dt.timedelta(days=2))
+    assert not early.due
+    assert early.next_check == NOW + dt.timedelta(days=3)
+    assert "6 days lifetime, due when half remains" in early.reason
+    assert decide(cert, now=NOW + dt.timedelta(days=3)).due
+    expired = decide(cert, now=NOW + dt.timedelta(days=7))
+    assert expired.due and "expired" in expired.reason
+    assert decide(cert, now=NOW, force=True).reason == "forced (--force)"
+
+
+def _ari(window: RenewalInfo | None, renew_at: dt.datetime | None, **kw: Any) -> AriRecord:
+    return AriRecord(
+        cert_id="x.y",
+        fetched=NOW,
+        next_fetch=kw.pop("next_fetch", NOW + dt.timedelta(hours=6)),
+        window=window,
+        renew_at=renew_at,
+        **kw,
+    )
+
+
+def test_decide_by_ari_window() -> None:
+    cert = make_cert(days=90)
+    window = RenewalInfo(start=NOW + dt.timedelta(days=10), end=NOW + dt.timedelta(days=12))
+    moment = NOW + dt.timedelta(days=11)
+    before = decide(cert, now=NOW, ari=_ari(window, moment))
+    assert not before.due
+    # Not due yet: look again when ARI may have changed (Retry-After), not at the moment.
+    assert before.next_check == NOW + dt.timedelta(hours=6)
+    assert before.window == window and before.renew_at == moment
+    after = decide(cert, now=moment, ari=_ari(window, moment, next_fetch=moment))
+    assert after.due and "has come" in after.reason
+    # ARI beats the lifetime rule in both directions: due before 1/3 remains.
+    assert lifetime_threshold(cert) > moment
+
+
+def test_decide_falls_back_when_ari_failed_or_nonsense() -> None:
+    cert = make_cert(days=90)
+    failed = decide(cert, now=NOW, ari=_ari(None, None, error="HTTP 500"))
+    assert not failed.due and "ARI failed" in failed.reason
+    assert failed.next_check == NOW + dt.timedelta(hours=6)
+    late = RenewalInfo(start=NOW + dt.timedelta(days=100), end=NOW + dt.timedelta(days=101))
+    ignored = decide(cert, now=NOW + dt.timedelta(days=61), ari=_ari(late, late.start))
+    assert ignored.due and ignored.window is None
+
+
+def test_pick_moment_is_uniform_and_repeatable() -> None:
+    window = RenewalInfo(start=NOW, end=NOW + dt.timedelta(days=2))
+    picks = [pick_moment(window, seed=f"aki.{i}") for i in range(400)]
+    assert all(window.start <= p <= window.end for p in picks)
+    assert pick_moment(window, seed="aki.7") == picks[7]
+    span = (window.end - window.start).total_seconds()
+    offsets = sorted((p - window.start).total_seconds() / span for p in picks)
+    assert offsets[0] < 0.05 and offsets[-1] > 0.95
+    assert 0.4 < offsets[200] < 0.6
+    unseeded = {pick_moment(window) for _ in range(5)}
+    assert len(unseeded) == 5
+
+
+# -- fetching renewalInfo --------------------------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(
+        self, body: object, retry_after: str | None = None, error: Exception | None = None
+    ):
+        self.body = body
+        self.retry_after = retry_after
+        self.error = error
+        self.urls: list[str] = []
+
+    def get(self, url: str) -> Response:
+        self.urls.append(url)
+        if self.error is not None:
+            raise self.error
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        return Response(url, 200, headers, json.dumps(self.body).encode())
+
+
+def fake_client(transport: FakeTransport, renewal_info: str = "https://ca.test/ari/") -> Any:
+    return SimpleNamespace(
+        directory=SimpleNamespace(renewal_info=renewal_info),
+        directory_url="https://ca.test/dir",
+        transport=transport,
+    )
+
+
+def _window_json(start: dt.datetime, end: dt.datetime) -> dict[str, object]:
+    return {"suggestedWindow": {"start": start.isoformat(), "end": end.isoformat()}}
+
+
+def test_refresh_ari_requests_cert_id_and_honours_retry_after() -> None:
+    cert = make_cert()
+    start, end = NOW + dt.timedelta(days=59), NOW + dt.timedelta(days=61)
+    transport = FakeTransport(_window_json(start, end), retry_after="21600")
+    record = refresh_ari(fake_client(transport), cert, previous=None, now=NOW)
+    assert transport.urls == [f"https://ca.test/ari/{certificate_id(cert)}"]
+    assert record.window is not None and record.window.start == start
+    assert record.renew_at is not None and start <= record.renew_at <= end
+    assert record.next_fetch == NOW + dt.timedelta(hours=6)
+    assert record.cert_id == certificate_id(cert)
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("5", dt.timedelta(minutes=1)),
+        ("9999999", dt.timedelta(hours=24)),
+        (None, dt.timedelta(hours=6)),
+    ],
+)
+def test_retry_after_is_clamped(header: str | None, wait: dt.timedelta) -> None:
+    body = _window_json(NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=2))
+    record = refresh_ari(
+        fake_client(FakeTransport(body, header)), make_cert(), previous=None, now=NOW
+    )
+    assert record.next_fetch == NOW + wait
+
+
+def test_stored_moment_kept_while_window_stands() -> None:
+    cert = make_cert()
+    start, end = NOW + dt.timedelta(days=59), NOW + dt.timedelta(days=61)
+    stored = AriRecord(
+        cert_id=certificate_id(cert),
+        fetched=NOW,
+        next_fetch=NOW,
+        window=RenewalInfo(start=start, end=end),
+        renew_at=start + dt.timedelta(hours=3),
+    )
+    same = refresh_ari(
+        fake_client(FakeTransport(_window_json(start, end))), cert, previous=stored, now=NOW
+    )
+    assert same.renew_at == start + dt.timedelta(hours=3)
+    moved = _window_json(NOW - dt.timedelta(hours=2), NOW - dt.timedelta(hours=1))
+    new = refresh_ari(fake_client(FakeTransport(moved)), cert, previous=stored, now=NOW)
+    assert new.renew_at is not None and new.renew_at < NOW
+
+
+def test_refresh_ari_failures_fall_back() -> None:
+    cert = make_cert()
+    limited = problem_error(Problem(type="urn:ietf:params:acme:error:rateLimited", status=429),
+                            retry_after=120)  # fmt: skip
+    record = refresh_ari(
+        fake_client(FakeTransport({}, error=limited)), cert, previous=None, now=NOW
+    )
+    assert record.window is None and "rateLimited" in record.error
+    assert record.next_fetch == NOW + dt.timedelta(minutes=2)
+    backwards = _window_json(NOW + dt.timedelta(days=2), NOW + dt.timedelta(days=1))
+    bad = refresh_ari(fake_client(FakeTransport(backwards)), cert, previous=None, now=NOW)
+    assert bad.window is None and "start <= end" in bad.error
+    none = refresh_ari(
+        fake_client(FakeTransport({}), renewal_info=""), cert, previous=None, now=NOW
+    )
+    assert none.window is None and not none.error
+
+
+def test_refused_replaces() -> None:
+    def problem(kind: str, detail: str) -> ProblemError:
+        return ProblemError(Problem(type=f"urn:ietf:params:acme:error:{kind}", detail=detail))
+
+    assert refused_replaces(problem("alreadyReplaced", "serial 1 already has a replacement order"))
+    assert refused_replaces(
+        problem("unauthorized", "requester account did not request the certificate being replaced")
+    )
+    assert refused_replaces(problem("malformed", "parsing ARI CertID failed"))
+    assert not refused_replaces(problem("rejectedIdentifier", "example.test is forbidden"))
+
+
+# -- back-off and state ------------------------------------------------------------------------
+
+
+def test_backoff_schedule() -> None:
+    minutes = [backoff_delay(n).total_seconds() / 60 for n in range(1, 7)]
+    assert minutes == [1, 10, 100, 1440, 1440, 1440]
+    state = RenewalState().failed("boom", now=NOW).failed("bang", now=NOW)
+    assert state.failures == 2 and state.last_error == "bang"
+    assert state.next_attempt == NOW + dt.timedelta(minutes=10)
+
+
+def test_state_round_trip_and_unreadable_state(tmp_path: Path) -> None:
+    window = RenewalInfo(start=NOW, end=NOW + dt.timedelta(days=1), explanation_url="https://x")
+    state = RenewalState(ari=_ari(window, NOW), deploy_pending=True).failed("no", now=NOW)
+    save_state(tmp_path, state)
+    assert stat.S_IMODE((tmp_path / STATE_FILE).stat().st_mode) == 0o600
+    assert load_state(tmp_path) == state
+    (tmp_path / STATE_FILE).write_text("{not json")
+    assert load_state(tmp_path) == RenewalState()
+
+
+def test_config_round_trip_keeps_no_secret(tmp_path: Path) -> None:
+    config = RenewalConfig(
+        server="https://ca.test/dir",
+        names=("a.test",),
+        challenge={"type": "dns-01", "dns": "rfc2136", "tsig_secret": "c2VjcmV0", "eab": "k"},
+    )
+    save_config(tmp_path, config)
+    text = (tmp_path / "renewal.json").read_text()
+    assert "c2VjcmV0" not in text and "eab" not in text
+    assert load_config(tmp_path).challenge == {"type": "dns-01", "dns": "rfc2136"}
+    with pytest.raises(InvalidInput, match="acmelite issue --out"):
+        load_config(tmp_path / "nothing")
+
+
+def test_issue_options_become_renewal_json_without_secrets(tmp_path: Path) -> None:
+    secret = base64.b64encode(b"tsig secret bytes").decode()
+    args = build_parser().parse_args([
+        "issue", "-d", "*.example.test", "--server", "https://ca.test/dir",
+        "--account-key", str(tmp_path / "a.key"), "--out", str(tmp_path / "out"),
+        "--challenge", "dns-01", "--dns", "rfc2136", "--dns-server", "127.0.0.1:53",
+        "--tsig-key-name", "acme", "--tsig-secret", secret,
+        "--eab-kid", "kid-1", "--eab-hmac-key", "ZWFiIGtleQ",
+        "--profile", "shortlived", "--preferred-chain", "Root X2",
+        "--deploy-hook", "systemctl reload nginx", "--k8s-secret", "web-tls/istio-system",
+    ])  # fmt: skip
+    data = renewal_config(args, ["*.example.test"]).to_json()
+    text = json.dumps(data)
+    assert secret not in text and "ZWFiIGtleQ" not in text and "kid-1" not in text
+    assert data["challenge"] == {
+        "type": "dns-01", "dns": "rfc2136", "dns_server": "127.0.0.1:53",
+        "dns_propagation_timeout": 120.0, "tsig_key_name": "acme",
+    }  # fmt: skip
+    assert data["profile"] == "shortlived" and data["preferred_chain"] == "Root X2"
+    assert data["deploy_hook"] == "systemctl reload nginx"
+    assert data["k8s_secret"] == "web-tls/istio-system"
+    assert data["account_key"] == str(tmp_path / "a.key")
+
+
+# -- deploy hook and Kubernetes Secret -------------------------------------------------------
+
+
+def test_secret_ref_parse() -> None:
+    assert SecretRef.parse("web-tls") == SecretRef(name="web-tls")
+    assert str(SecretRef.parse("web.tls/istio-system")) == "web.tls/istio-system"
+    for bad in ("Web", "web_tls", "", "web/", "/ns", "web/Istio", "web/a.b", "x" * 254):
+        with pytest.raises(InvalidInput):
+            SecretRef.parse(bad)
+
+
+def test_secret_manifest(tmp_path: Path) -> None:
+    cert = make_cert()
+    key = private_key_pem(KEY)
+    path = write_secret(tmp_path, SecretRef.parse("web-tls/istio-system"),
+                        fullchain_pem=pem(cert), key_pem=key)  # fmt: skip
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    manifest = json.loads(path.read_text())
+    assert manifest["kind"] == "Secret" and manifest["type"] == "kubernetes.io/tls"
+    assert manifest["metadata"]["name"] == "web-tls"
+    assert manifest["metadata"]["namespace"] == "istio-system"
+    assert base64.b64decode(manifest["data"]["tls.crt"]) == pem(cert)
+    assert base64.b64decode(manifest["data"]["tls.key"]) == key
+    no_ns = secret_manifest(SecretRef.parse("web"), fullchain_pem=pem(cert), key_pem=key)
+    assert "namespace" not in no_ns["metadata"]  # type: ignore[operator]
+    with pytest.raises(InvalidInput, match="private key"):
+        secret_manifest(SecretRef.parse("web"), fullchain_pem=pem(cert), key_pem=b"")
+
+
+def test_deploy_hook_environment_and_output(tmp_path: Path) -> None:
+    out = run_deploy_hook(
+        'echo "$ACMELITE_CERT_DIR|$ACMELITE_NAMES"; echo note >&2',
+        cert_dir=tmp_path / "out",
+        names=["a.test", "b.test"],
+    )
+    assert out.splitlines() == [f"{tmp_path / 'out'}|a.test b.test", "note"]
+
+
+def test_deploy_hook_failures() -> None:
+    with pytest.raises(DeployHookError) as info:
+        run_deploy_hook("echo starting; echo 'kubectl: forbidden' >&2; exit 7", cert_dir=".",
+                        names=["a.test"])  # fmt: skip
+    assert str(info.value) == "deploy hook exited with status 7: kubectl: forbidden"
+    assert info.value.status == 7
+    with pytest.raises(DeployHookError, match="killed by signal 9"):
+        run_deploy_hook("kill -9 $$", cert_dir=".", names=["a.test"])
+    with pytest.raises(DeployHookError, match=r"did not finish within 0\.2 s"):
+        run_deploy_hook("sleep 5", cert_dir=".", names=["a.test"], timeout=0.2)
+
+
+# -- the renew command without a CA ------------------------------------------------------------
+
+
+@pytest.fixture
+def closed_server() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"https://127.0.0.1:{port}/dir"
+
+
+def _cert_dir(tmp: Path, server: str, cert: x509.Certificate) -> Path:
+    out = tmp / "out"
+    out.mkdir()
+    (out / "cert.pem").write_bytes(pem(cert))
+    save_config(out, RenewalConfig(server=server, names=("www.example.test",),
+                                   account_key=str(tmp / "a.key")))  # fmt: skip
+    return out
+
+
+def test_renew_needs_directories(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(["renew"], capsys)
+    assert result.code == 1
+    assert "nothing to renew" in result.err
+
+
+def test_renew_directory_without_renewal_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(["renew", str(tmp_path)], capsys)
+    assert result.code == 1
+    assert "renewal.json not found" in result.out
+
+
+def test_renew_unreachable_ca_falls_back_to_lifetime(
+    tmp_path: Path, closed_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    out = _cert_dir(tmp_path, closed_server, make_cert(days=6, start=now - dt.timedelta(days=1)))
+    result = run_cli(["renew", str(out), "--json"], capsys)
+    assert result.code == 0, result.err
+    (decision,) = json.loads(result.out)
+    assert decision["status"] == "not-due"
+    assert "6 days lifetime, due when half remains" in decision["reason"]
+    assert "no ARI" in result.err and "cannot reach" in result.err
+
+
+def test_renew_dry_run_changes_nothing(
+    tmp_path: Path, closed_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    out = _cert_dir(tmp_path, closed_server, make_cert(days=1, start=now - dt.timedelta(days=2)))
+    before = sorted(p.name for p in out.iterdir())
+    result = run_cli(["renew", str(out), "--dry-run"], capsys)
+    assert result.code == 0, result.err
+    assert f"{out}: due: expired" in result.out
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_renew_backs_off_without_a_request(
+    tmp_path: Path, closed_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    out = _cert_dir(tmp_path, closed_server, make_cert(days=1, start=now - dt.timedelta(days=2)))
+    save_state(out, RenewalState().failed("validation failed for www.example.test", now=now))
+    result = run_cli(["renew", str(out), "--json"], capsys)
+    assert result.code == 0, result.err
+    (decision,) = json.loads(result.out)
+    assert decision["status"] == "backing-off"
+    assert decision["failures"] == 1
+    assert "validation failed for www.example.test" in decision["reason"]
+    assert "cannot reach" not in result.err  # no request was even tried
