@@ -57,8 +57,20 @@ class Problem:
 
     @classmethod
     def from_json(cls, data: object, *, status: int | None = None) -> Problem:
-        """Parse a problem document; tolerant of missing or mistyped fields."""
+        """Parse a problem document; tolerant of missing or mistyped fields.
+
+        Subproblems (RFC 8555 §6.7.1) are read one level deep and theirs are dropped, so a
+        hostile document cannot exhaust the stack.
+        """
+        return cls._parse(data, status, nested=False)
+
+    @classmethod
+    def _parse(cls, data: object, status: int | None, *, nested: bool) -> Problem:
         if not isinstance(data, Mapping):
+            if isinstance(data, (list, dict)):  # never str() a container: it may nest deep
+                return cls(
+                    detail=f"a JSON {type(data).__name__} instead of a problem", status=status
+                )
             return cls(detail=str(data)[:500], status=status)
         ident = data.get("identifier")
         ident_value: str | None = None
@@ -73,9 +85,9 @@ class Problem:
             detail=_text(data.get("detail")),
             title=_text(data.get("title")),
             instance=_text(data.get("instance")),
-            status=raw_status if isinstance(raw_status, int) else status,
+            status=raw_status if type(raw_status) is int else status,
             identifier=ident_value,
-            subproblems=tuple(cls.from_json(s) for s in sub_list),
+            subproblems=() if nested else tuple(cls._parse(s, None, nested=True) for s in sub_list),
         )
 
     def describe(self) -> str:
