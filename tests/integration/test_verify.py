@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from acmelite.cli.check import EXIT_MISMATCH
 from acmelite.cli.verify_options import EXIT_NOT_SERVED
 from acmelite.testing.pebble import Pebble
 from acmelite.verify import VerifyStatus, verify_deployment
@@ -223,6 +225,10 @@ def _verify_argv(server: ReloadingTlsServer | str, root: Path, timeout: float) -
     return ["--verify", target, "--verify-ca-bundle", str(root), "--verify-timeout", f"{timeout:g}"]
 
 
+def _check(target: str, root: Path, capsys: pytest.CaptureFixture[str]) -> CliResult:
+    return run_cli(["check", target, "--name", CLUSTER, "--ca-bundle", str(root)], capsys)
+
+
 def _doc_lines(example: str) -> list[str]:
     """The ``verify`` lines of the docs/check.md block marked ``verify-example: NAME``."""
     text = DOC.read_text(encoding="utf-8")
@@ -238,6 +244,52 @@ def _stable(line: str) -> str:
     line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line)
     line = re.sub(r"CN=Pebble Root CA [0-9a-f]+", "CN=Pebble Root CA <id>", line)
     return re.sub(r" after \d+ attempts in \d+\.\d s:", " after <n> attempts in <t> s:", line)
+
+
+# --- (a) the cluster story, end to end ------------------------------------------------------
+
+
+def test_cluster_story_check_issue_deploy_hook_check(
+    pebble: Pebble, pebble_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    wrong, wrong_key = _leaf(_local_ca(), "*.dev.example.internal")
+    _install(out, [wrong], wrong_key)
+    trigger = tmp_path / "reload-requested"
+    with ReloadingTlsServer(out, watch=trigger) as server:
+        # 1. The endpoint's certificate is for other names: check says so, exit 10.
+        before = _check(server.target, pebble_root, capsys)
+        assert before.code == EXIT_MISMATCH == 10, before.out + before.err
+        assert f"Name      FAIL  no SAN covers {CLUSTER}" in before.out
+        assert "  DNS SANs  *.dev.example.internal\n" in before.out
+        assert f"  acmelite issue -d '*.dev.example.internal' -d {CLUSTER}" in before.out
+
+        # 2. Issue the exact name from Pebble; the deploy hook asks the server to reload;
+        #    --verify confirms the server now presents it.
+        hook = f"touch {shlex.quote(str(trigger))}"
+        argv = issue_argv(pebble, tmp_path, CLUSTER)
+        issued = run_cli(
+            [*argv, "--deploy-hook", hook, *_verify_argv(server, pebble_root, 30)], capsys
+        )
+        assert issued.code == 0, issued.err
+        new = _cert(out)
+        assert server.reloads == 1
+        [line] = _verify_lines(issued)
+        # The hook only asks for a reload: the first handshake may still see the old one.
+        assert re.fullmatch(
+            rf"verify {server.target} {CLUSTER}: ok( after \d+ attempts in \d+\.\d s)?:"
+            rf" serves the new certificate, serial {_hex(new)}; verifies to CN=Pebble Root CA"
+            r" [0-9a-f]+",
+            line,
+        ), line
+        assert server.sni_seen[-1] == CLUSTER
+
+        # 3. The same check as in step 1 now passes.
+        after = _check(server.target, pebble_root, capsys)
+        assert after.code == 0, after.out
+        assert f"Name      ok    {CLUSTER} covers {CLUSTER}" in after.out
+        assert f"  serial    {_hex(new)}\n" in after.out
+        assert after.out.rstrip().endswith("Result: ok (exit 0)")
 
 
 # --- (b) a server that does not reload ------------------------------------------------------
@@ -503,3 +555,45 @@ def test_doc_library_example(
     doc = json.loads(proc.stdout)
     assert (doc["host"], doc["port"], doc["ok"]) == ("127.0.0.1", server.port, True)
     assert [(n["name"], n["sni"], n["status"]) for n in doc["names"]] == [(CLUSTER, CLUSTER, "ok")]
+
+
+# --- renew --verify -------------------------------------------------------------------------
+
+
+def test_renew_verifies_each_renewed_certificate(
+    pebble: Pebble, pebble_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    issued = run_cli(issue_argv(pebble, tmp_path, *NAMES), capsys)
+    assert issued.code == 0, issued.err
+    old = _cert(out)
+    with ReloadingTlsServer(out) as server:
+        renew = ["renew", "--force", str(out)]
+        stale = run_cli([*renew, *_verify_argv(server, pebble_root, 0.5)], capsys)
+        assert stale.code == EXIT_NOT_SERVED, stale.out + stale.err
+        assert stale.out.startswith(f"{out}: renewed: "), stale.out
+        new = _cert(out)
+        lines = _verify_lines(stale)
+        assert len(lines) == 2, stale.err
+        assert lines[1] == (
+            f"verify {server.target} {NAMES[1]}: FAIL: the server still presents serial"
+            f" {_hex(old)} from {_since(old)}: reload missing? (the new certificate is serial"
+            f" {_hex(new)})"
+        )
+
+        reloader = _reload_when_replaced(server, out, replaced=new, delay=0.5)
+        try:
+            fresh = run_cli([*renew, *_verify_argv(server, pebble_root, 30)], capsys)
+        finally:
+            reloader.join(timeout=60)
+        assert fresh.code == 3, fresh.out + fresh.err  # renewed, and served
+        newest = _cert(out)
+        assert [line.split(": ok", 1)[0] for line in _verify_lines(fresh)] == [
+            f"verify {server.target} {name}" for name in NAMES
+        ]
+        assert f"serves the new certificate, serial {_hex(newest)}" in _verify_lines(fresh)[1]
+
+    # Nothing renewed, nothing to verify: the endpoint is not even contacted.
+    quiet = run_cli(["renew", str(out), "--verify", "127.0.0.1:1"], capsys)
+    assert quiet.code == 0, quiet.out + quiet.err
+    assert _verify_lines(quiet) == []
