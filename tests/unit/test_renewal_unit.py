@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import socket
 import stat
 from pathlib import Path
@@ -473,3 +474,40 @@ def test_renew_backs_off_without_a_request(
     assert decision["failures"] == 1
     assert "validation failed for www.example.test" in decision["reason"]
     assert "cannot reach" not in result.err  # no request was even tried
+
+
+# -- the docs stay true ------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _blocks(doc: str, lang: str) -> list[str]:
+    text = (DOCS / doc).read_text()
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_documented_renewal_json_has_every_field() -> None:
+    (documented,) = _blocks("kubernetes.md", "json")
+    fields = RenewalConfig(server="https://ca.test/dir", names=("a.test",)).to_json()
+    assert set(json.loads(documented)) == set(fields)
+    assert "secret" not in documented.replace("tsig_secret_file", "").replace("k8s_secret", "")
+
+
+def test_documented_manifests_parse_and_the_cronjob_maps_exit_3() -> None:
+    yaml = pytest.importorskip("yaml")
+    docs = [d for block in _blocks("kubernetes.md", "yaml") for d in yaml.safe_load_all(block)]
+    kinds = [d["kind"] for d in docs]
+    assert kinds.count("CronJob") == 1 and "Gateway" in kinds
+    cronjob = next(d for d in docs if d["kind"] == "CronJob")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert '[ "$status" -eq 3 ] && exit 0' in container["args"][0]
+    gateway = next(d for d in docs if d["kind"] == "Gateway")
+    assert gateway["spec"]["servers"][0]["tls"]["credentialName"] == "apps-tls"
+
+
+def test_documented_exit_codes() -> None:
+    from acmelite.cli.renew import EXIT_RENEWED
+
+    text = (DOCS / "renewal.md").read_text()
+    assert f"| {EXIT_RENEWED} | at least one certificate renewed, and none failed |" in text
