@@ -105,6 +105,8 @@ def write_output_dir(out: str | Path, files: Mapping[str, bytes]) -> Path:
     root = Path(out)
     ensure_private_dir(root)
     versions = root / ".versions"
+    if versions.is_symlink():
+        raise InvalidInput(f"{versions} is a symbolic link; refusing to write keys through it")
     ensure_private_dir(versions)
     version = _new_version_dir(versions)
     for name, data in files.items():
@@ -147,7 +149,9 @@ def _swap_link(link: Path, target: str) -> None:
 
 
 def _prune(versions: Path, *, keep: str) -> None:
-    entries = sorted(p for p in versions.iterdir() if p.is_dir() and p.name[:6].isdigit())
+    entries = sorted(
+        p for p in versions.iterdir() if p.name[:6].isdigit() and p.is_dir() and not p.is_symlink()
+    )
     for old in entries[:-_KEEP_VERSIONS]:
         if old.name == keep:
             continue
@@ -170,7 +174,12 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         self._made_dir = not self.path.parent.exists()
         ensure_private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # O_NOFOLLOW: a planted .lock link must not make us create or open its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise AcmeliteError(f"cannot open the lock file {self.path}: {why}") from None
         deadline = time.monotonic() + self.wait
         while True:
             try:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
 def check_token(token: str) -> str:
@@ -64,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("http-01 server: " + format, *args)
+        # Anyone can send us a request line: no escape sequences for the operator's terminal.
+        text = (format % args).translate(_CONTROL_CHARS)
+        log.debug("http-01 server: %s", text)
 
 
 class _ChallengeServer(ThreadingHTTPServer):
