@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_HANDLER_NAME = "acmelite-cli"
+
+
 class _ProgressFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
@@ -55,14 +58,18 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     """Progress and diagnostics go to stderr; results stay on stdout."""
     level = logging.WARNING if quiet else logging.INFO if verbose == 0 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_ProgressFormatter())
     root = logging.getLogger("acmelite")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Drop the handler an earlier main() in this process added, never stack them.
+    wire = logging.getLogger("urllib3")
+    wire.handlers[:] = [h for h in wire.handlers if h.get_name() != _HANDLER_NAME]
     if verbose >= 2:
-        logging.getLogger("urllib3").setLevel(logging.DEBUG)
-        logging.getLogger("urllib3").addHandler(handler)
+        wire.setLevel(logging.DEBUG)
+        wire.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
