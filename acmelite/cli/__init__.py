@@ -54,10 +54,25 @@ class _ProgressFormatter(logging.Formatter):
         return f"[{elapsed:6.2f}s] {prefix}{record.getMessage()}"
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the moment of each record.
+
+    A handler that kept the stream of its creation would write into a closed file once a
+    caller swapped ``sys.stderr`` back (pytest's capture, an embedding application).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never break the run
+            self.handleError(record)
+
+
 def setup_logging(verbose: int, quiet: bool) -> None:
     """Progress and diagnostics go to stderr; results stay on stdout."""
     level = logging.WARNING if quiet else logging.INFO if verbose == 0 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_ProgressFormatter())
     root = logging.getLogger("acmelite")
