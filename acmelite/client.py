@@ -102,8 +102,11 @@ class CertificateBundle:
         return x509.load_pem_x509_certificate(self.cert_pem)
 
     def files(self) -> dict[str, bytes]:
-        out = {"cert.pem": self.cert_pem, "chain.pem": self.chain_pem,
-               "fullchain.pem": self.fullchain_pem}
+        out = {
+            "cert.pem": self.cert_pem,
+            "chain.pem": self.chain_pem,
+            "fullchain.pem": self.fullchain_pem,
+        }
         if self.key_pem:
             out["privkey.pem"] = self.key_pem
         return out
@@ -166,8 +169,15 @@ class AcmeClient:
                 self.transport.new_nonce_url = self._directory.new_nonce
             return self._directory
 
-    def _post(self, url: str, payload: object | None, *, use_jwk: bool = False,
-              accept: str | None = None, deadline: float | None = None) -> Response:
+    def _post(
+        self,
+        url: str,
+        payload: object | None,
+        *,
+        use_jwk: bool = False,
+        accept: str | None = None,
+        deadline: float | None = None,
+    ) -> Response:
         if not use_jwk and not self.account_url:
             raise InvalidInput("no account: call register() (or pass account_url) first")
         kid = None if use_jwk else self.account_url
@@ -175,7 +185,9 @@ class AcmeClient:
         return self.transport.post(
             url,
             lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload, kid=kid),
-            as_get=payload is None, accept=accept, deadline=deadline,
+            as_get=payload is None,
+            accept=accept,
+            deadline=deadline,
         )
 
     def register(
@@ -197,8 +209,11 @@ class AcmeClient:
                 payload["contact"] = _contact_urls(contact)
             if eab is not None:
                 payload["externalAccountBinding"] = jws.eab_jws(
-                    self.account_key, kid=eab.kid, hmac_key_b64=eab.hmac_key,
-                    url=directory.new_account, alg=eab.alg,
+                    self.account_key,
+                    kid=eab.kid,
+                    hmac_key_b64=eab.hmac_key,
+                    url=directory.new_account,
+                    alg=eab.alg,
                 )
         resp = self._post(directory.new_account, payload, use_jwk=True)
         if not resp.location:
@@ -365,10 +380,13 @@ class AcmeClient:
         """
         offered = self.directory.profiles
         if offered and profile not in offered:
-            listing = "; ".join(f"{name} ({text})" if text else name
-                                for name, text in offered.items())
-            raise InvalidInput(f"profile {profile!r} is not offered by {self.directory_url};"
-                               f" its profiles: {listing}")
+            listing = "; ".join(
+                f"{name} ({text})" if text else name for name, text in offered.items()
+            )
+            raise InvalidInput(
+                f"profile {profile!r} is not offered by {self.directory_url};"
+                f" its profiles: {listing}"
+            )
 
     def get_order(self, url: str, *, deadline: float | None = None) -> Order:
         return Order.from_json(self._post(url, None, deadline=deadline).json(), url=url)
@@ -395,12 +413,17 @@ class AcmeClient:
                 offered = ", ".join(c.type for c in authz.challenges) or "none"
                 hint = " (wildcards need dns-01)" if authz.wildcard else ""
                 raise InvalidInput(
-                    f"{authz.name}: the CA offers no {challenge_type} challenge{hint}; offered: {offered}"
+                    f"{authz.name}: the CA offers no {challenge_type} challenge{hint};"
+                    f" offered: {offered}"
                 )
-            tasks.append(ChallengeTask(
-                identifier=authz.identifier, challenge=chal, wildcard=authz.wildcard,
-                key_authorization=self.account_key.key_authorization(chal.token),
-            ))
+            tasks.append(
+                ChallengeTask(
+                    identifier=authz.identifier,
+                    challenge=chal,
+                    wildcard=authz.wildcard,
+                    key_authorization=self.account_key.key_authorization(chal.token),
+                )
+            )
         return tasks
 
     def authorize(self, order: Order, solver: Solver, *, deadline: float | None = None) -> Order:
@@ -409,13 +432,21 @@ class AcmeClient:
         tasks = self.challenge_tasks(authzs, solver.challenge_type)
         if tasks:
             try:
-                log.info("publishing %d %s answer(s): %s", len(tasks), solver.challenge_type,
-                         ", ".join(t.name for t in tasks))
+                log.info(
+                    "publishing %d %s answer(s): %s",
+                    len(tasks),
+                    solver.challenge_type,
+                    ", ".join(t.name for t in tasks),
+                )
                 solver.perform(tasks)
                 for task in tasks:
                     self.answer_challenge(task.challenge, deadline=deadline)
-                order = self.poll_order(order, ("ready", "valid", "invalid"), deadline=deadline,
-                                        wake=_fetched_waiter(solver, tasks, self._sleep))
+                order = self.poll_order(
+                    order,
+                    ("ready", "valid", "invalid"),
+                    deadline=deadline,
+                    wake=_fetched_waiter(solver, tasks, self._sleep),
+                )
             finally:
                 self._cleanup(solver, tasks)
         else:
@@ -444,9 +475,15 @@ class AcmeClient:
             return ProblemError(order.error, url=order.url)
         return ProtocolError(f"order {order.url} became invalid without saying why")
 
-    def poll_order(self, order: Order, until: Sequence[str], *, deadline: float | None = None,
-                   retry_after: float | None = None,
-                   wake: Callable[[float], bool] | None = None) -> Order:
+    def poll_order(
+        self,
+        order: Order,
+        until: Sequence[str],
+        *,
+        deadline: float | None = None,
+        retry_after: float | None = None,
+        wake: Callable[[float], bool] | None = None,
+    ) -> Order:
         """Re-fetch ``order`` until its status is one of ``until`` (RFC 8555 §7.1.6).
 
         ``order`` was just fetched or changed, so the first fetch comes after a short wait
@@ -477,20 +514,23 @@ class AcmeClient:
 
     # -- finalize and download (RFC 8555 §7.4, §7.4.2) -----------------------------------
 
-    def finalize(self, order: Order, csr: x509.CertificateSigningRequest, *,
-                 deadline: float | None = None) -> Order:
+    def finalize(
+        self, order: Order, csr: x509.CertificateSigningRequest, *, deadline: float | None = None
+    ) -> Order:
         """Send the CSR and wait until the certificate is issued (order ``valid``)."""
         der = csr.public_bytes(serialization.Encoding.DER)
         resp = self._post(order.finalize, {"csr": b64url(der)}, deadline=deadline)
         order = Order.from_json(resp.json(), url=order.url)
-        order = self.poll_order(order, ("valid", "invalid"), deadline=deadline,
-                                retry_after=resp.retry_after)
+        order = self.poll_order(
+            order, ("valid", "invalid"), deadline=deadline, retry_after=resp.retry_after
+        )
         if order.status != "valid" or not order.certificate:
             raise ProblemError(order.error or Problem(detail="finalization failed"), url=order.url)
         return order
 
-    def download_certificate(self, url: str, *, preferred_chain: str | None = None,
-                             deadline: float | None = None) -> bytes:
+    def download_certificate(
+        self, url: str, *, preferred_chain: str | None = None, deadline: float | None = None
+    ) -> bytes:
         """The PEM chain at ``url``; with ``preferred_chain``, the alternate (RFC 8555 §7.4.2)
         whose topmost issuer's common name matches, else the default chain."""
         resp = self._post(url, None, accept=PEM_CHAIN, deadline=deadline)
@@ -554,16 +594,21 @@ class AcmeClient:
         log.info("finalizing")
         order = self.finalize(order, csr, deadline=deadline)
         log.info("downloading certificate")
-        pem = self.download_certificate(order.certificate, preferred_chain=preferred_chain,
-                                        deadline=deadline)
+        pem = self.download_certificate(
+            order.certificate, preferred_chain=preferred_chain, deadline=deadline
+        )
         chain = csrmod.split_pem_chain(pem, source=order.certificate)
         _check_issued(chain[0], csr, [i.value for i in identifiers])
         leaf_end = pem.index(b"-----END CERTIFICATE-----") + len(b"-----END CERTIFICATE-----")
         cert_pem = pem[:leaf_end].strip() + b"\n"
         chain_pem = pem[leaf_end:].strip() + b"\n" if pem[leaf_end:].strip() else b""
         return CertificateBundle(
-            names=tuple(i.value for i in identifiers), key_pem=key_pem, cert_pem=cert_pem,
-            chain_pem=chain_pem, certificate_url=order.certificate, order_url=order.url,
+            names=tuple(i.value for i in identifiers),
+            key_pem=key_pem,
+            cert_pem=cert_pem,
+            chain_pem=chain_pem,
+            certificate_url=order.certificate,
+            order_url=order.url,
         )
 
     def issue_many(
@@ -575,18 +620,21 @@ class AcmeClient:
         they share this client's connections, nonce pool and account. One solver object
         may serve them all: the built-in solvers withdraw only their own answers.
         """
+
         def one(kwargs: Mapping[str, object]) -> CertificateBundle | AcmeliteError:
             try:
                 return self.issue(**kwargs)  # type: ignore[arg-type]
             except AcmeliteError as exc:
                 return exc
+
         workers = self.max_concurrency if max_workers is None else max(1, max_workers)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(one, requests))
 
 
-def _fetched_waiter(solver: Solver, tasks: Sequence[ChallengeTask],
-                    sleep: Callable[[float], None]) -> Callable[[float], bool] | None:
+def _fetched_waiter(
+    solver: Solver, tasks: Sequence[ChallengeTask], sleep: Callable[[float], None]
+) -> Callable[[float], bool] | None:
     """``wake`` for :meth:`AcmeClient.poll_order` when the solver sees the CA's fetches:
     wait until the CA fetched an answer, then :data:`VALIDATION_GRACE` for the rest of
     that burst (one fetch per vantage point), which the next wait does not count again."""
@@ -613,15 +661,17 @@ def _chain_matches(pem: bytes, issuer_cn: str) -> bool:
     return issuer_cn in cns
 
 
-def _check_issued(leaf: x509.Certificate, csr: x509.CertificateSigningRequest,
-                  names: Sequence[str]) -> None:
+def _check_issued(
+    leaf: x509.Certificate, csr: x509.CertificateSigningRequest, names: Sequence[str]
+) -> None:
     if not csrmod.public_keys_match(leaf, csr):
         raise ProtocolError("the CA issued a certificate for another public key than the CSR's")
     sans = csrmod.certificate_names(leaf)
     missing = [n for n in names if not any(matches(n, san) or n == san for san in sans)]
     if missing:
         raise ProtocolError(
-            f"the issued certificate does not cover {', '.join(missing)} (its names: {', '.join(sans)})"
+            f"the issued certificate does not cover {', '.join(missing)}"
+            f" (its names: {', '.join(sans)})"
         )
     now = dt.datetime.now(dt.timezone.utc)
     if leaf.not_valid_after_utc < now:

@@ -63,7 +63,8 @@ def issue_argv(pebble: Pebble, tmp: Path, *names: str, out: str = "out") -> list
     argv = ["issue"]
     for name in names:
         argv += ["-d", name]
-    return argv + [
+    return [
+        *argv,
         "--server",
         pebble.directory_url,
         "--ca-bundle",

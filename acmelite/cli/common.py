@@ -34,37 +34,73 @@ def default_account_key() -> Path:
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more detail on stderr (-vv: HTTP wire too); causes on errors")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail on stderr (-vv: HTTP wire too); causes on errors",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 def add_account_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("CA and account")
-    g.add_argument("--server", default=os.environ.get("ACMELITE_SERVER", "letsencrypt"),
-                   metavar="URL|ALIAS",
-                   help="ACME directory URL or alias: " + ", ".join(SERVER_ALIASES)
-                   + " (default letsencrypt; env ACMELITE_SERVER)")
-    g.add_argument("--ca-bundle", default=os.environ.get("ACMELITE_CA_BUNDLE"), metavar="PATH",
-                   help="CA certificates that verify the ACME server's HTTPS (env ACMELITE_CA_BUNDLE)")
-    g.add_argument("--account-key", type=Path, metavar="PATH",
-                   default=os.environ.get("ACMELITE_ACCOUNT_KEY") or default_account_key(),
-                   help="account key PEM; created (EC P-256, mode 0600) when missing"
-                   " (default ~/.config/acmelite/account.key)")
-    g.add_argument("--email", action="append", default=[], metavar="EMAIL",
-                   help="account contact (optional, repeatable)")
-    g.add_argument("--agree-tos", action="store_true",
-                   help="agree to the CA's terms of service; required to create an account")
+    g.add_argument(
+        "--server",
+        default=os.environ.get("ACMELITE_SERVER", "letsencrypt"),
+        metavar="URL|ALIAS",
+        help="ACME directory URL or alias: "
+        + ", ".join(SERVER_ALIASES)
+        + " (default letsencrypt; env ACMELITE_SERVER)",
+    )
+    g.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("ACMELITE_CA_BUNDLE"),
+        metavar="PATH",
+        help="CA certificates that verify the ACME server's HTTPS (env ACMELITE_CA_BUNDLE)",
+    )
+    g.add_argument(
+        "--account-key",
+        type=Path,
+        metavar="PATH",
+        default=os.environ.get("ACMELITE_ACCOUNT_KEY") or default_account_key(),
+        help="account key PEM; created (EC P-256, mode 0600) when missing"
+        " (default ~/.config/acmelite/account.key)",
+    )
+    g.add_argument(
+        "--email",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help="account contact (optional, repeatable)",
+    )
+    g.add_argument(
+        "--agree-tos",
+        action="store_true",
+        help="agree to the CA's terms of service; required to create an account",
+    )
     g.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
-    g.add_argument("--eab-hmac-key", metavar="B64URL",
-                   default=os.environ.get("ACMELITE_EAB_HMAC_KEY"),
-                   help="External Account Binding HMAC key (env ACMELITE_EAB_HMAC_KEY)")
+    g.add_argument(
+        "--eab-hmac-key",
+        metavar="B64URL",
+        default=os.environ.get("ACMELITE_EAB_HMAC_KEY"),
+        help="External Account Binding HMAC key (env ACMELITE_EAB_HMAC_KEY)",
+    )
     g.add_argument("--eab-hmac-alg", default="HS256", choices=("HS256", "HS384", "HS512"))
-    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up on the whole run after this long (default: no limit)")
-    g.add_argument("--insecure", action="store_true",
-                   help="DANGEROUS, for test CAs only: do not verify the ACME server's HTTPS"
-                   " certificate (warns on every run)")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on the whole run after this long (default: no limit)",
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="DANGEROUS, for test CAs only: do not verify the ACME server's HTTPS"
+        " certificate (warns on every run)",
+    )
 
 
 def server_url(value: str) -> str:
@@ -124,7 +160,9 @@ def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
         raise InvalidInput("--eab-kid and --eab-hmac-key go together")
     if not args.eab_kid:
         return None
-    return ExternalAccountBinding(kid=args.eab_kid, hmac_key=args.eab_hmac_key, alg=args.eab_hmac_alg)
+    return ExternalAccountBinding(
+        kid=args.eab_kid, hmac_key=args.eab_hmac_key, alg=args.eab_hmac_alg
+    )
 
 
 def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClient:
@@ -153,8 +191,12 @@ def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClien
         return client
     eab = eab_from_args(args)
     try:
-        client.register(contact=args.email, agree_tos=args.agree_tos, eab=eab,
-                        only_return_existing=not args.agree_tos)
+        client.register(
+            contact=args.email,
+            agree_tos=args.agree_tos,
+            eab=eab,
+            only_return_existing=not args.agree_tos,
+        )
     except ProblemError as exc:
         better = explain_registration_error(client, exc, eab)
         if better is None:

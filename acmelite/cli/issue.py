@@ -26,31 +26,63 @@ KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "issue", help="get a certificate",
+        "issue",
+        help="get a certificate",
         description="Get a certificate for the given names and write key, cert, chain and"
         " fullchain to --out.",
     )
-    p.add_argument("-d", "--domain", dest="names", action="append", default=[], metavar="NAME",
-                   help="a DNS name, *.wildcard (dns-01) or IP address; repeat for more")
+    p.add_argument(
+        "-d",
+        "--domain",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name, *.wildcard (dns-01) or IP address; repeat for more",
+    )
     add_account_arguments(p)
     g = p.add_argument_group("certificate")
-    g.add_argument("--key-type", default="ec256", choices=KEY_TYPES,
-                   help="certificate key type (default ec256)")
+    g.add_argument(
+        "--key-type",
+        default="ec256",
+        choices=KEY_TYPES,
+        help="certificate key type (default ec256)",
+    )
     g.add_argument("--csr", type=Path, metavar="PATH", help="use this CSR (PEM or DER)")
-    g.add_argument("--out", type=Path, metavar="DIR",
-                   help="write privkey.pem (0600), cert.pem, chain.pem, fullchain.pem here")
+    g.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write privkey.pem (0600), cert.pem, chain.pem, fullchain.pem here",
+    )
     g.add_argument("--profile", metavar="NAME", help="certificate profile offered by the CA")
-    g.add_argument("--preferred-chain", metavar="ISSUER_CN",
-                   help="pick the alternate chain whose top issuer has this common name")
+    g.add_argument(
+        "--preferred-chain",
+        metavar="ISSUER_CN",
+        help="pick the alternate chain whose top issuer has this common name",
+    )
     _add_deploy_arguments(p)
     c = p.add_argument_group("challenges")
     c.add_argument("--challenge", default="http-01", choices=("http-01", "dns-01"))
-    c.add_argument("--http-port", type=int, default=80, metavar="PORT",
-                   help="port of the standalone HTTP-01 server (default 80)")
-    c.add_argument("--http-address", default="", metavar="ADDR",
-                   help="address of the standalone HTTP-01 server (default: all)")
-    c.add_argument("--webroot", type=Path, metavar="DIR",
-                   help="serve HTTP-01 by writing files under DIR instead of running a server")
+    c.add_argument(
+        "--http-port",
+        type=int,
+        default=80,
+        metavar="PORT",
+        help="port of the standalone HTTP-01 server (default 80)",
+    )
+    c.add_argument(
+        "--http-address",
+        default="",
+        metavar="ADDR",
+        help="address of the standalone HTTP-01 server (default: all)",
+    )
+    c.add_argument(
+        "--webroot",
+        type=Path,
+        metavar="DIR",
+        help="serve HTTP-01 by writing files under DIR instead of running a server",
+    )
     _add_dns_arguments(p)
     add_verify_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -62,16 +94,20 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
     from .renew import secret_ref
 
     g = parser.add_argument_group(
-        "deployment", "Run after the files are in place; remembered in --out/renewal.json"
+        "deployment",
+        "Run after the files are in place; remembered in --out/renewal.json"
         " so that 'acmelite renew' does the same.",
     )
     g.add_argument(
-        "--deploy-hook", metavar="CMD",
+        "--deploy-hook",
+        metavar="CMD",
         help="shell command to run after the files are in place, with ACMELITE_CERT_DIR and"
         " ACMELITE_NAMES (space-separated) in its environment",
     )
     g.add_argument(
-        "--k8s-secret", type=secret_ref, metavar="NAME[/NAMESPACE]",
+        "--k8s-secret",
+        type=secret_ref,
+        metavar="NAME[/NAMESPACE]",
         help="also write --out/secret.yaml, a kubernetes.io/tls Secret for kubectl apply -f",
     )
 
@@ -201,14 +237,23 @@ def _after_install(args: argparse.Namespace, bundle: CertificateBundle) -> Excep
     return None
 
 
-def _issue(client: AcmeClient, args: argparse.Namespace, names: list[str], solver: Solver,
-           csr: object | None) -> CertificateBundle:
+def _issue(
+    client: AcmeClient,
+    args: argparse.Namespace,
+    names: list[str],
+    solver: Solver,
+    csr: object | None,
+) -> CertificateBundle:
     from cryptography import x509
 
     return client.issue(
-        names, solver=solver, key_type=args.key_type,
+        names,
+        solver=solver,
+        key_type=args.key_type,
         csr=csr if isinstance(csr, x509.CertificateSigningRequest) else None,
-        profile=args.profile, preferred_chain=args.preferred_chain, timeout=args.timeout,
+        profile=args.profile,
+        preferred_chain=args.preferred_chain,
+        timeout=args.timeout,
     )
 
 
@@ -232,7 +277,12 @@ def _report(args: argparse.Namespace, bundle: CertificateBundle, written: Path |
         sys.stdout.write(bundle.fullchain_pem.decode("ascii"))
     if not args.quiet:
         where = f" in {args.out}" if args.out is not None else ""
-        log.info("certificate for %s%s, serial %s, valid until %s", ", ".join(bundle.names),
-                 where, summary["serial"], summary["not_after"])
+        log.info(
+            "certificate for %s%s, serial %s, valid until %s",
+            ", ".join(bundle.names),
+            where,
+            summary["serial"],
+            summary["not_after"],
+        )
     if written is not None:
         log.debug("version directory %s", os.fspath(written))

@@ -27,9 +27,16 @@ def test_library_example_issues_a_certificate(pebble: Pebble, tmp_path: Path) ->
         "HTTP_PORT": str(pebble.http_port),
         "OUT": str(tmp_path / "out"),
     }
-    proc = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", example],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "docs.acmelite.test" in proc.stdout
-    verify_chain((tmp_path / "out" / "fullchain.pem").read_bytes(), pebble.roots(),
-                 "www.docs.acmelite.test")
+    verify_chain(
+        (tmp_path / "out" / "fullchain.pem").read_bytes(), pebble.roots(), "www.docs.acmelite.test"
+    )

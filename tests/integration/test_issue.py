@@ -184,7 +184,7 @@ def test_user_supplied_csr(
     (tmp_path / "req.der").write_bytes(
         make_csr(key, idents).public_bytes(serialization.Encoding.DER)
     )
-    argv = issue_argv(pebble, tmp_path, "csr.acmelite.test") + ["--csr", str(tmp_path / "req.der")]
+    argv = [*issue_argv(pebble, tmp_path, "csr.acmelite.test"), "--csr", str(tmp_path / "req.der")]
     result = run_cli(argv, capsys)
     assert result.code == 0, result.err
     out = tmp_path / "out"
@@ -244,7 +244,7 @@ def test_ca_bundle_wins_over_requests_env(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """requests prefers REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE over Session.verify; --ca-bundle must win."""
+    """requests prefers REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE over Session.verify; --ca-bundle wins."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     result = run_cli(issue_argv(pebble, tmp_path, "bundle.acmelite.test"), capsys)
