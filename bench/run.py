@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=16,
-        help="concurrent orders of the library in 'fifty' (default 16)",
+        default=8,
+        help="concurrent orders of the library in 'fifty' (default 8)",
     )
     parser.add_argument(
         "--help-runs", type=int, default=20, help="runs of `acmelite --help` to time (0: skip)"
@@ -576,7 +576,7 @@ def render(
     lines = [
         "# Benchmark results",
         "",
-        "Made by `bench/run.py` (see `bench/README.md`); do not edit by hand.",
+        "Made by `bench/run.py` (see `bench/README.md`), except the analysis at the end.",
         "",
         "## Machine and versions",
         "",
