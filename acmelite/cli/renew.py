@@ -325,6 +325,7 @@ class _Renewal:
             server=config.server, ca_bundle=config.ca_bundle or None,
             account_key=Path(config.account_key or default_account_key()), email=[],
             agree_tos=False, eab_kid=None, eab_hmac_key=None, eab_hmac_alg="HS256",
+            timeout=self.args.timeout,  # bounds every request for this certificate
         )  # fmt: skip
 
     def done(self, status: str, reason: str, next_check: dt.datetime | None = None) -> Outcome:

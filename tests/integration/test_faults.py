@@ -18,8 +18,10 @@ import pytest
 from cryptography import x509
 
 from acmelite.cli import main
+from acmelite.testing.bind import BindServer
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, Injection, On
+from tests.conftest import PebbleFactory
 from tests.reliability import Ledger
 from tests.support import CliResult, key_matches_cert, run_cli, run_cli_subprocess, tree_snapshot
 
@@ -392,3 +394,174 @@ def test_failure_in_a_real_process(work: Work, proxy: FaultProxy, ledger: Ledger
     check_failed_cleanly(
         ledger, "HTML 502 page on newOrder (subprocess)", work, result, injection, "HTTP 502"
     )
+
+
+# -- renew, account and dns-01 under the same faults ------------------------------------------
+
+
+def _live(out: Path) -> dict[str, bytes]:
+    return {n: (out / n).read_bytes() for n in ("privkey.pem", "cert.pem", "fullchain.pem")}
+
+
+#: (fault, extra arguments, recovered?, what the failure line must say)
+RENEW: dict[str, tuple[Fault, tuple[str, ...], bool, str]] = {
+    "renew: badNonce on every 2nd POST": (
+        Fault.bad_nonce(on=On(method="POST", nth=2, every=2, times=None)),
+        (),
+        True,
+        "",
+    ),
+    "renew: 503, Retry-After 1 s, on finalize": (
+        Fault.error(503, retry_after=1, on=On(kind="finalize")),
+        (),
+        True,
+        "",
+    ),
+    "renew: connection reset mid-body of the certificate download": (
+        Fault.reset_mid_body(on=On(kind="certificate")),
+        (),
+        True,
+        "",
+    ),
+    "renew: HTML page instead of renewalInfo (falls back to the lifetime rule)": (
+        Fault.html(200, on=On(kind="renewalInfo")),
+        (),
+        True,
+        "",
+    ),
+    "renew: HTML 502 page on newOrder": (
+        Fault.html(502, on=On(kind="newOrder")),
+        (),
+        False,
+        "HTTP 502",
+    ),
+    "renew: certificate PEM truncated": (
+        Fault.truncated_pem(keep=0.4, on=On(kind="certificate")),
+        (),
+        False,
+        "truncated",
+    ),
+    "renew: answer delayed past --timeout on the directory": (
+        Fault.delay(60, on=On(kind="directory", times=None)),
+        ("--timeout", "4"),
+        False,
+        "deadline",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RENEW))
+def test_renew_under_faults(case: str, work: Work, proxy: FaultProxy, ledger: Ledger) -> None:
+    """``renew --force`` of the seeded --out (its renewal.json names the proxy)."""
+    fault, extra, recovers, fragment = RENEW[case]
+    before = _live(work.out)
+    injection = proxy.inject(fault)
+    start = time.monotonic()
+    result = run_cli(["renew", str(work.out), "--force", *extra], work.capsys)
+    took = time.monotonic() - start
+    after = _live(work.out)
+    whole = _consistent(work.out) and (after != before) == recovers
+    failure = [line for line in result.err.splitlines() if "renewal failed" in line]
+    if recovers:
+        ok = result.code == 3 and not failure
+    else:
+        ok = result.code == 1 and len(failure) == 1 and fragment in failure[0]
+    ok = ok and "Traceback" not in result.err and injection.hits >= 1
+    ledger.record(
+        case,
+        injected=injection.hits,
+        recovered=int(ok and recovers),
+        failed_cleanly=int(ok and not recovers),
+        data_lost=0 if whole else 1,
+        message="" if recovers else (failure[0].split(": ", 1)[-1] if failure else ""),
+    )
+    assert injection.hits >= 1, injection
+    assert ok, result.err
+    assert whole, "the live files are the old set after a failure, a new whole set after"
+    assert took < 15
+
+
+ACCOUNT: dict[str, tuple[Fault, bool]] = {
+    "account show: 503, Retry-After 1 s, on the account POST": (
+        Fault.error(503, retry_after=1, on=On(kind="newAccount")),
+        True,
+    ),
+    "account show: connection reset on the account lookup": (
+        Fault.reset(on=On(kind="newAccount")),
+        False,
+    ),
+    "account show: HTML 502 page": (Fault.html(502, on=On(kind="newAccount")), False),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCOUNT))
+def test_account_under_faults(case: str, work: Work, proxy: FaultProxy, ledger: Ledger) -> None:
+    fault, recovers = ACCOUNT[case]
+    injection = proxy.inject(fault)
+    argv = [
+        "account",
+        "show",
+        "--server",
+        proxy.directory_url,
+        "--ca-bundle",
+        proxy.ca_bundle,
+        "--account-key",
+        str(work.root / "account.key"),
+        "--json",
+    ]
+    result = run_cli(argv, work.capsys)
+    lines = result.err.strip().splitlines()
+    if recovers:
+        ok = result.code == 0 and '"status": "valid"' in result.out
+    else:
+        ok = result.code == 1 and lines[-1].startswith("acmelite: error: ")
+    ok = ok and "Traceback" not in result.err
+    ledger.record(
+        case,
+        injected=injection.hits,
+        recovered=int(ok and recovers),
+        failed_cleanly=int(ok and not recovers),
+        message="" if recovers else lines[-1],
+    )
+    assert injection.hits >= 1, injection
+    assert ok, result.err
+
+
+def test_dns01_issue_through_faults(
+    pebble_factory: PebbleFactory,
+    bind: BindServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+) -> None:
+    """A wildcard by dns-01 (RFC 2136 + TSIG) while the CA rejects every 2nd nonce, asks to
+    wait once and drops one poll: recovered (and the ``bind`` fixture checks that no TXT
+    record is left behind)."""
+    dns_pebble = pebble_factory(dns_server=bind.address)
+    monkeypatch.setenv("ACMELITE_TSIG_SECRET", bind.key_secret)
+    with FaultProxy(dns_pebble.directory_url, upstream_ca_bundle=dns_pebble.ca_bundle) as dns_proxy:
+        faults = [
+            dns_proxy.inject(Fault.bad_nonce(on=On(method="POST", nth=2, every=2, times=None))),
+            dns_proxy.inject(Fault.error(503, retry_after=1, on=On(kind="finalize"))),
+            dns_proxy.inject(Fault.reset(on=On(kind="order"))),
+        ]
+        argv = [
+            "issue", "-d", "faults.example.test", "-d", "*.faults.example.test",
+            "--server", dns_proxy.directory_url, "--ca-bundle", dns_proxy.ca_bundle,
+            "--agree-tos", "--account-key", str(tmp_path / "account.key"),
+            "--out", str(tmp_path / "out"), "--challenge", "dns-01", "--dns", "rfc2136",
+            "--dns-server", bind.address, "--tsig-key-name", bind.key_name,
+            "--dns-resolver", bind.address, "--dns-propagation-timeout", "10",
+        ]  # fmt: skip
+        result = run_cli(argv, capsys)
+    hits = sum(f.hits for f in faults)
+    ok = result.code == 0 and all(f.hits for f in faults)
+    ledger.record(
+        "dns-01 wildcard: badNonce every 2nd POST, 503 on finalize, reset on a poll",
+        injected=hits,
+        recovered=int(ok),
+        data_lost=0 if _consistent(tmp_path / "out") else 1,
+    )
+    assert ok, (result.err, faults)
+    assert _consistent(tmp_path / "out")
