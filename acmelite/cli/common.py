@@ -14,9 +14,18 @@ if TYPE_CHECKING:
     from ..client import AcmeClient, ExternalAccountBinding
     from ..errors import InvalidInput, ProblemError
 
-__all__ = ["SERVER_ALIASES", "add_account_arguments", "add_output_arguments", "open_client"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SERVER_ALIASES",
+    "add_account_arguments",
+    "add_output_arguments",
+    "open_client",
+]
 
 log = logging.getLogger("acmelite.cli")
+
+#: ``--timeout`` when none is given, in seconds: generous for dns-01 propagation, yet finite.
+DEFAULT_TIMEOUT = 600.0
 
 #: ``--server`` aliases for well-known public ACME CAs.
 SERVER_ALIASES = {
@@ -91,9 +100,10 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--timeout",
         type=float,
-        default=None,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="give up on the whole run after this long (default: no limit)",
+        help=f"give up on the whole run after this long (default {DEFAULT_TIMEOUT:.0f}: an"
+        " order stuck at the CA must not hang a cron job for ever)",
     )
     g.add_argument(
         "--insecure",

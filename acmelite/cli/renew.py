@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_output_arguments
+from .common import DEFAULT_TIMEOUT, add_output_arguments
 from .verify_options import EXIT_NOT_SERVED, add_verify_arguments, verify_installed
 
 if TYPE_CHECKING:
@@ -99,9 +99,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--timeout",
         type=float,
-        default=None,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="give up on one certificate after this long (default: no limit)",
+        help=f"give up on one certificate after this long (default {DEFAULT_TIMEOUT:.0f})",
     )
     p.add_argument(
         "--json", action="store_true", help="print each certificate's decision as JSON on stdout"

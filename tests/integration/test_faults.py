@@ -565,3 +565,20 @@ def test_dns01_issue_through_faults(
     )
     assert ok, (result.err, faults)
     assert _consistent(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["issue", "-d", NAME, "--out", "o"],
+        ["account", "show"],
+        ["revoke", "--cert", "c.pem"],
+        ["renew", "o"],
+    ],
+)
+def test_every_command_has_a_deadline_by_default(argv: list[str]) -> None:
+    """Without --timeout an order stuck processing would hang a cron job for ever."""
+    from acmelite.cli import build_parser
+    from acmelite.cli.common import DEFAULT_TIMEOUT
+
+    assert 0 < build_parser().parse_args(argv).timeout == DEFAULT_TIMEOUT <= 900
