@@ -257,10 +257,15 @@ def test_request_lines_are_logged_without_control_characters(
 ) -> None:
     """What a stranger sends must not reach the operator's terminal as escape sequences."""
     _, port = server
-    with caplog.at_level(logging.DEBUG, logger="acmelite"):
-        _exchange(port, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.0\r\n\r\n")
-        _exchange(port, b"GET /\x1b[31m\r\n\r\n")
-        _still_serves(port)
+    library = logging.getLogger("acmelite")
+    library.addHandler(caplog.handler)  # an in-process CLI run before stops propagation
+    try:
+        with caplog.at_level(logging.DEBUG, logger="acmelite"):
+            _exchange(port, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.0\r\n\r\n")
+            _exchange(port, b"GET /\x1b[31m\r\n\r\n")
+            _still_serves(port)
+    finally:
+        library.removeHandler(caplog.handler)
     messages = [r.getMessage() for r in caplog.records if "http01" in r.name]
     assert messages, "the server logs requests at DEBUG"
     for message in messages:

@@ -35,7 +35,8 @@ from tests.reliability import Ledger
 
 #: Examples per property; ACMELITE_FUZZ_EXAMPLES=5000 for a long hunt.
 EXAMPLES = int(os.environ.get("ACMELITE_FUZZ_EXAMPLES", "100"))
-TRIED: dict[str, int] = {}
+#: Inputs tried and refused, by kind of input, for the reliability ledger.
+TRIED: dict[str, tuple[int, int]] = {}
 
 # -- strategies ------------------------------------------------------------------------------
 
@@ -161,8 +162,10 @@ def _inputs(kind: str) -> st.SearchStrategy[Any]:
     return st.one_of(JSON, _nearly(TEMPLATES[kind]))
 
 
-def _count(what: str) -> None:
-    TRIED[what] = TRIED.get(what, 0) + 1
+def _count(what: str, *, refused: bool = False) -> None:
+    """One input tried; ``refused``: answered with an AcmeliteError (else it parsed)."""
+    tried, no = TRIED.get(what, (0, 0))
+    TRIED[what] = (tried + 1, no + int(refused))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -170,8 +173,8 @@ def ledger() -> Iterator[None]:
     TRIED.clear()
     yield
     book = Ledger("parsing", "Hostile server objects and names (test_parsing_properties.py)")
-    for what, count in sorted(TRIED.items()):
-        book.record(what, bad_inputs=count, failed_cleanly=count)
+    for what, (tried, refused) in sorted(TRIED.items()):
+        book.record(what, bad_inputs=tried, recovered=tried - refused, failed_cleanly=refused)
     book.save()
 
 
@@ -179,7 +182,6 @@ def ledger() -> Iterator[None]:
 
 
 def _parses_or_refuses(kind: str, data: object) -> None:
-    _count(f"{kind} objects from arbitrary and nearly valid JSON")
     try:
         result = PARSERS[kind](data)
     except AcmeliteError as exc:
@@ -187,6 +189,7 @@ def _parses_or_refuses(kind: str, data: object) -> None:
     else:
         error = None
         assert isinstance(result, MODELS[kind])
+    _count(f"{kind} objects from arbitrary and nearly valid JSON", refused=error is not None)
     if error is not None:
         assert isinstance(error, ProtocolError), repr(error)
         assert str(error) and "\n" not in str(error)
@@ -229,18 +232,18 @@ def test_deeply_nested_subproblems_do_not_exhaust_the_stack() -> None:
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()))
 def test_any_response_body_is_json_object_or_protocol_error(body: bytes) -> None:
-    _count("response bodies (bytes) read as JSON")
     resp = Response(url=URL, status=200, headers={"Content-Type": "application/json"}, content=body)
     try:
         data: object = resp.json()
     except ProtocolError as exc:
         data = str(exc)
+    _count("response bodies (bytes) read as JSON", refused=isinstance(data, str))
     assert isinstance(data, dict) or (isinstance(data, str) and URL in data)
 
 
 @pytest.mark.parametrize("depth", [10_000, 100_000])
 def test_absurdly_nested_json_is_a_protocol_error(depth: int) -> None:
-    _count("response bodies (bytes) read as JSON")
+    _count("response bodies (bytes) read as JSON", refused=True)
     resp = Response(url=URL, status=200, headers={}, content=b"[" * depth + b"]" * depth)
     with pytest.raises(ProtocolError, match="not JSON"):
         resp.json()
@@ -251,8 +254,8 @@ def test_absurdly_nested_json_is_a_protocol_error(depth: int) -> None:
 def test_retry_after_is_a_number_or_none(value: str) -> None:
     from acmelite.transport import parse_retry_after
 
-    _count("Retry-After header values")
     seconds = parse_retry_after(value)
+    _count("Retry-After header values", refused=seconds is None)
     assert seconds is None or seconds >= 0
 
 
@@ -274,13 +277,15 @@ NEAR_NAMES = st.one_of(
 @settings(max_examples=EXAMPLES * 2, deadline=None)
 @given(st.lists(NEAR_NAMES, min_size=0, max_size=4))
 def test_identifiers_validate_or_raise_invalid_input(names: list[str]) -> None:
-    _count("identifier lists (arbitrary text, near-miss names and addresses)")
+    what = "identifier lists (arbitrary text, near-miss names and addresses)"
     try:
         identifiers = parse_identifiers(names)
     except InvalidInput as exc:
+        _count(what, refused=True)
         message = str(exc)
         assert message and "\n" not in message
         return
+    _count(what)
     assert 1 <= len(identifiers) <= len(names)
     for ident in identifiers:
         assert ident.type in ("dns", "ip")
