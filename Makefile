@@ -3,13 +3,14 @@
 #   make test      unit + integration tests (pytest options live in pyproject.toml)
 #   make lint      ruff check, ruff format --check, mypy --strict
 #   make demo      issue a certificate from a throwaway local Pebble with the acmelite CLI
+#   make reliability  fault, crash, hostile-input and secrets suites; regenerate docs/reliability.md
 # PYTHON=python3.12 make test   picks the interpreter; PYTEST_ARGS='-k nonce -x' narrows tests.
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
 PIP_STAMP := .cache/pip-install.stamp
 
-.PHONY: install pebble test lint format demo clean distclean
+.PHONY: install pebble test lint format demo reliability clean distclean
 
 install: pebble
 	@prefix=$$($(PYTHON) -c 'import sys; print(sys.prefix)'); \
@@ -38,6 +39,14 @@ lint:
 format:
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
+
+RELIABILITY_TESTS := tests/integration/test_faults.py tests/integration/test_crash.py \
+	tests/integration/test_http01_server.py tests/integration/test_secrets.py \
+	tests/unit/test_parsing_properties.py
+
+reliability: install
+	$(PYTHON) -m pytest $(RELIABILITY_TESTS) $(PYTEST_ARGS)
+	$(PYTHON) scripts/reliability_table.py
 
 demo: install
 	$(PYTHON) scripts/demo.py
