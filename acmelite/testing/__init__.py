@@ -1,7 +1,9 @@
 """Helpers for testing ACME clients, acmelite included, against a local Pebble and BIND.
 
 See ``acmelite.testing.pebble`` (``PebbleServer``) and ``acmelite.testing.bind``
-(``BindServer``, a real BIND 9 with TSIG-signed dynamic updates) for the details.
+(``BindServer``, a real BIND 9 with TSIG-signed dynamic updates) for the details, and
+``acmelite.testing.proxy`` (``FaultProxy``) for a TLS proxy that counts requests and injects
+faults between a client and the CA.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from acmelite.testing.pebble import (
     find_pebble,
 )
 from acmelite.testing.ports import PortKind, free_port, free_ports
+from acmelite.testing.proxy import Exchange, Fault, FaultProxy, Injection, On
 
 __all__ = [
     "DEFAULT_PROFILES",
     "DEFAULT_ZONES",
     "BindNotFound",
     "BindServer",
+    "Exchange",
     "ExternalPebble",
+    "Fault",
+    "FaultProxy",
+    "Injection",
+    "On",
     "Pebble",
     "PebbleBinaries",
     "PebbleError",

@@ -315,7 +315,7 @@ def test_no_tsig_secret_in_any_output(
 #: Runs ``acmelite`` with umask 000 and writes how every file and directory was created
 #: (path, mode asked for, by what) to ``$ACMELITE_CREATED`` as JSON.
 CHILD = """
-import atexit, builtins, io, json, os, sys
+import atexit, builtins, functools, io, json, os, sys
 created, real_os_open, real_open, real_mkdir = [], os.open, builtins.open, os.mkdir
 
 def os_open(path, flags, mode=0o777, *args, **kwargs):
@@ -332,6 +332,9 @@ def mkdir(path, mode=0o777, *args, **kwargs):
     created.append([os.path.abspath(os.fspath(path)), mode, "mkdir"])
     return real_mkdir(path, mode, *args, **kwargs)
 
+# partial() objects do not bind as methods: Python 3.10's pathlib keeps os.mkdir and io.open
+# as class attributes of its accessor.
+os_open, py_open, mkdir = (functools.partial(f) for f in (os_open, py_open, mkdir))
 os.open, builtins.open, io.open, os.mkdir = os_open, py_open, py_open, mkdir
 atexit.register(lambda: real_open(os.environ["ACMELITE_CREATED"], "w").write(json.dumps(created)))
 os.umask(0)
