@@ -366,7 +366,7 @@ def test_second_run_fails_clearly_on_the_lock(
         message=said[0] if said else "",
     )
     assert clean, log
-    assert took < 10
+    assert took < 20, f"the second run waited {took:.0f} s instead of failing at once"
     assert untouched, "the second run must not touch --out while the first holds it"
     assert first_code == 0, first_log
     assert _consistent(final)

