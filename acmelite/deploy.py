@@ -32,6 +32,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ._hookenv import hook_environ
 from .errors import AcmeliteError, InvalidInput
 from .storage import atomic_write
 
@@ -124,7 +125,7 @@ def write_secret(out: str | Path, ref: SecretRef, *, fullchain_pem: bytes, key_p
 
 
 def hook_environment(cert_dir: str | Path, names: Sequence[str]) -> dict[str, str]:
-    """The variables a deploy hook gets on top of acmelite's own environment."""
+    """The variables a deploy hook gets on top of acmelite's environment (less its secrets)."""
     return {
         "ACMELITE_CERT_DIR": os.path.abspath(cert_dir),
         "ACMELITE_NAMES": " ".join(names),
@@ -143,7 +144,7 @@ def run_deploy_hook(
 
     Raises :class:`DeployHookError` when it exits non-zero or outlives ``timeout``.
     """
-    env = {**(os.environ if environ is None else environ), **hook_environment(cert_dir, names)}
+    env = hook_environ(hook_environment(cert_dir, names), environ)
     try:
         # Its own process group, so a timeout stops the whole pipeline, not just /bin/sh.
         proc = subprocess.Popen(  # noqa: S602 - the hook is the user's shell command by design

@@ -17,11 +17,11 @@ standard error in the message.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import subprocess
 from collections.abc import Sequence
 
+from .._hookenv import hook_environ
 from ..dns.challenge import DnsChallengeSolver, TxtRecord, parallel
 from ..dns.propagation import PropagationSettings
 from ..dns.query import Lookup
@@ -99,13 +99,14 @@ class HookSolver(DnsChallengeSolver):
     def _run(self, action: str, record: TxtRecord) -> str:
         """Run the hook once; the empty string on success, else why it failed."""
         argv = [*self.command, action, record.name, record.value]
-        env = {
-            **os.environ,
-            "ACMELITE_DNS_ACTION": action,
-            "ACMELITE_DNS_RECORD": record.name,
-            "ACMELITE_DNS_VALUE": record.value,
-            "ACMELITE_DNS_IDENTIFIER": record.identifier,
-        }
+        env = hook_environ(
+            {
+                "ACMELITE_DNS_ACTION": action,
+                "ACMELITE_DNS_RECORD": record.name,
+                "ACMELITE_DNS_VALUE": record.value,
+                "ACMELITE_DNS_IDENTIFIER": record.identifier,
+            }
+        )
         what = f"DNS hook {action} for {record.name} ({record.identifier})"
         log.debug("running %s", shlex.join(argv))
         try:
