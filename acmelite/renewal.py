@@ -92,11 +92,8 @@ SHORT_LIVED = dt.timedelta(days=10)
 
 #: The challenge settings ``renewal.json`` may hold: an allowlist, so no secret (a TSIG
 #: secret, an EAB key) can reach the file whatever the caller passes.
-CHALLENGE_KEYS = (
-    "type",
-    "http_port",
-    "http_address",
-    "webroot",
+#: The dns-01 options of ``issue`` that ``renewal.json`` keeps (never ``tsig_secret``).
+DNS_KEYS = (
     "dns",
     "dns_server",
     "dns_zone",
@@ -107,6 +104,7 @@ CHALLENGE_KEYS = (
     "tsig_algorithm",
     "tsig_secret_file",
 )
+CHALLENGE_KEYS = ("type", "http_port", "http_address", "webroot", *DNS_KEYS)
 
 
 def now_utc() -> dt.datetime:

@@ -43,19 +43,6 @@ log = logging.getLogger("acmelite.cli")
 
 EXIT_RENEWED = 3
 
-#: The dns-01 options of ``issue`` that ``renewal.json`` keeps (no ``tsig_secret``).
-DNS_KEYS = (
-    "dns",
-    "dns_server",
-    "dns_zone",
-    "dns_hook",
-    "dns_resolver",
-    "dns_propagation_timeout",
-    "tsig_key_name",
-    "tsig_algorithm",
-    "tsig_secret_file",
-)
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -127,7 +114,7 @@ def secret_ref(text: str) -> str:
 
 def renewal_config(args: argparse.Namespace, names: Sequence[str]) -> RenewalConfig:
     """What ``issue`` writes to ``renewal.json``: its options, paths made absolute, no secret."""
-    from ..renewal import RenewalConfig
+    from ..renewal import DNS_KEYS, RenewalConfig
     from .common import server_url
 
     challenge: dict[str, object] = {"type": args.challenge}
@@ -492,6 +479,7 @@ def _current_certificate(out: Path) -> x509.Certificate | None:
 
 
 def _solver(config: RenewalConfig) -> Solver:
+    from ..renewal import DNS_KEYS
     from ..solvers.http01 import StandaloneSolver, WebrootSolver
 
     settings = config.challenge
