@@ -22,6 +22,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+    from .diagnose import Report, diagnose
     from .errors import (
         AcmeliteError,
         AuthorizationFailed,
@@ -37,7 +38,10 @@ if TYPE_CHECKING:
     )
     from .keys import AccountKey
     from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
+    from .names import matches, parse_identifiers
     from .solvers.base import ChallengeTask, Solver
+    from .tlsprobe import fetch_chain
+    from .verify import VerifyReport, verify_deployment
 
 # Theory of operation — lazy imports (PEP 562). ``import acmelite`` runs for every
 # ``acmelite`` command, ``--help`` included, because ``acmelite.cli`` is a subpackage. The
@@ -70,6 +74,13 @@ _LAZY = {
     "RenewalInfo": "models",
     "ChallengeTask": "solvers.base",
     "Solver": "solvers.base",
+    "Report": "diagnose",
+    "diagnose": "diagnose",
+    "matches": "names",
+    "parse_identifiers": "names",
+    "fetch_chain": "tlsprobe",
+    "VerifyReport": "verify",
+    "verify_deployment": "verify",
 }
 
 
@@ -109,7 +120,14 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RenewalInfo",
+    "Report",
     "Solver",
     "SolverError",
+    "VerifyReport",
     "__version__",
+    "diagnose",
+    "fetch_chain",
+    "matches",
+    "parse_identifiers",
+    "verify_deployment",
 ]
