@@ -59,16 +59,25 @@ def run_cli_subprocess(
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def issue_argv(pebble: Pebble, tmp: Path, *names: str, out: str = "out") -> list[str]:
+def issue_argv(
+    pebble: Pebble,
+    tmp: Path,
+    *names: str,
+    out: str = "out",
+    directory_url: str | None = None,
+    ca_bundle: str | None = None,
+) -> list[str]:
+    """``issue`` against ``pebble`` (or, e.g., a proxy in front of it: ``directory_url`` and
+    ``ca_bundle``), with the account key and ``out`` under ``tmp``."""
     argv = ["issue"]
     for name in names:
         argv += ["-d", name]
     return [
         *argv,
         "--server",
-        pebble.directory_url,
+        directory_url or pebble.directory_url,
         "--ca-bundle",
-        pebble.ca_bundle,
+        ca_bundle or pebble.ca_bundle,
         "--agree-tos",
         "--account-key",
         str(tmp / "account.key"),

@@ -31,7 +31,7 @@ from acmelite.cli import main
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, Injection, On
 from tests.reliability import Ledger
-from tests.support import key_matches_cert, tree_snapshot
+from tests.support import issue_argv, key_matches_cert, tree_snapshot
 
 NAME = "crash.acmelite.test"
 LIVE_FILES = ("privkey.pem", "cert.pem", "chain.pem", "fullchain.pem")
@@ -105,25 +105,10 @@ def root(seed: Path, proxy: FaultProxy, tmp_path: Path) -> Iterator[Path]:
 
 
 def _argv(proxy: FaultProxy, pebble: Pebble, root: Path, *extra: str) -> list[str]:
-    return [
-        "issue",
-        "-d",
-        NAME,
-        "--server",
-        proxy.directory_url,
-        "--ca-bundle",
-        proxy.ca_bundle,
-        "--agree-tos",
-        "--account-key",
-        str(root / "account.key"),
-        "--http-port",
-        str(pebble.http_port),
-        "--http-address",
-        "127.0.0.1",
-        "--out",
-        str(root / "out"),
-        *extra,
-    ]
+    argv = issue_argv(
+        pebble, root, NAME, directory_url=proxy.directory_url, ca_bundle=proxy.ca_bundle
+    )
+    return [*argv, *extra]
 
 
 #: The commands killed, with the exit status of a successful run ("renew" exits 3: renewed).

@@ -23,7 +23,14 @@ from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, Injection, On
 from tests.conftest import PebbleFactory
 from tests.reliability import Ledger
-from tests.support import CliResult, key_matches_cert, run_cli, run_cli_subprocess, tree_snapshot
+from tests.support import (
+    CliResult,
+    issue_argv,
+    key_matches_cert,
+    run_cli,
+    run_cli_subprocess,
+    tree_snapshot,
+)
 
 NAME = "faults.acmelite.test"
 ORDER_STUCK = {
@@ -96,25 +103,10 @@ def work(
 
 
 def _argv(proxy: FaultProxy, pebble: Pebble, root: Path, *extra: str) -> list[str]:
-    return [
-        "issue",
-        "-d",
-        NAME,
-        "--server",
-        proxy.directory_url,
-        "--ca-bundle",
-        proxy.ca_bundle,
-        "--agree-tos",
-        "--account-key",
-        str(root / "account.key"),
-        "--http-port",
-        str(pebble.http_port),
-        "--http-address",
-        "127.0.0.1",
-        "--out",
-        str(root / "out"),
-        *extra,
-    ]
+    argv = issue_argv(
+        pebble, root, NAME, directory_url=proxy.directory_url, ca_bundle=proxy.ca_bundle
+    )
+    return [*argv, *extra]
 
 
 def _consistent(out: Path) -> bool:

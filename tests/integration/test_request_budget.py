@@ -23,7 +23,17 @@ from acmelite.solvers.http01 import StandaloneSolver
 from acmelite.testing import PebbleServer
 from acmelite.testing.proxy import FaultProxy
 from tests.conftest import PebbleFactory
-from tests.support import run_cli
+from tests.support import issue_argv, run_cli
+
+
+def _argv(
+    proxy: FaultProxy, pebble: PebbleServer, tmp: Path, *names: str, out: str = "out"
+) -> list[str]:
+    """``issue`` through the counting proxy, so every request is seen."""
+    return issue_argv(
+        pebble, tmp, *names, out=out, directory_url=proxy.directory_url, ca_bundle=proxy.ca_bundle
+    )
+
 
 #: Order fetches allowed in each polling phase (after the challenges, after finalize).
 MAX_POLLS = 2
@@ -115,24 +125,8 @@ def test_cli_new_account_and_issuance(
     capsys: pytest.CaptureFixture[str],
     count: int,
 ) -> None:
-    argv = ["issue", "-q"]
-    for i in range(count):
-        argv += ["-d", f"budget{i}.cli{count}.acmelite.test"]
-    argv += [
-        "--server",
-        proxy.directory_url,
-        "--ca-bundle",
-        proxy.ca_bundle,
-        "--agree-tos",
-        "--account-key",
-        str(tmp_path / "account.key"),
-        "--http-port",
-        str(quiet_pebble.http_port),
-        "--http-address",
-        "127.0.0.1",
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    names = [f"budget{i}.cli{count}.acmelite.test" for i in range(count)]
+    argv = [*_argv(proxy, quiet_pebble, tmp_path, *names), "-q"]
     proxy.reset_counts()
     result = run_cli(argv, capsys)
     assert result.code == 0, result.err
@@ -146,26 +140,11 @@ def test_known_account_costs_no_account_request(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A second CLI run with the same key: the stored account URL replaces newAccount."""
-    argv = [
-        "issue",
-        "-q",
-        "-d",
-        "again.acmelite.test",
-        "--server",
-        proxy.directory_url,
-        "--ca-bundle",
-        proxy.ca_bundle,
-        "--agree-tos",
-        "--account-key",
-        str(tmp_path / "account.key"),
-        "--http-port",
-        str(quiet_pebble.http_port),
-        "--http-address",
-        "127.0.0.1",
-    ]
-    assert run_cli([*argv, "--out", str(tmp_path / "one")], capsys).code == 0
+    first = _argv(proxy, quiet_pebble, tmp_path, "again.acmelite.test", out="one")
+    assert run_cli([*first, "-q"], capsys).code == 0
     proxy.reset_counts()
-    result = run_cli([*argv, "--out", str(tmp_path / "two")], capsys)
+    second = _argv(proxy, quiet_pebble, tmp_path, "again.acmelite.test", out="two")
+    result = run_cli([*second, "-q"], capsys)
     assert result.code == 0, result.err
     kinds = _kinds(proxy)
     assert "POST newAccount" not in kinds
