@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .challenges import ChallengeTask, Solver
     from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
     from .diagnose import Report, diagnose
     from .errors import (
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from .keys import AccountKey
     from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
     from .names import matches, parse_identifiers
-    from .solvers.base import ChallengeTask, Solver
     from .tlsprobe import fetch_chain
     from .verify import VerifyReport, verify_deployment
 
@@ -72,8 +72,8 @@ _LAZY = {
     "Identifier": "models",
     "Order": "models",
     "RenewalInfo": "models",
-    "ChallengeTask": "solvers.base",
-    "Solver": "solvers.base",
+    "ChallengeTask": "challenges",
+    "Solver": "challenges",
     "Report": "diagnose",
     "diagnose": "diagnose",
     "matches": "names",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import csr as csrmod
-from . import jws
+from .accounts import AccountClient, ExternalAccountBinding
+from .challenges import ChallengeTask, Solver, ValidationWatcher
 from .errors import (
     AcmeliteError,
     AuthorizationFailed,
@@ -50,20 +50,12 @@ from .errors import (
     ProblemError,
     ProtocolError,
 )
-from .keys import AccountKey, PrivateKey, b64url, generate_private_key, private_key_pem
-from .models import Account, Authorization, Challenge, Directory, Identifier, Order
-from .names import matches, parse_identifiers
-from .solvers.base import ChallengeTask, Solver, ValidationWatcher
+from .keys import PrivateKey, b64url, generate_private_key, private_key_pem
+from .models import Authorization, Challenge, Identifier, Order
+from .names import is_wildcard, matches, parse_identifiers
 from .storage import write_output_dir
-from .transport import Response, Transport
 
-__all__ = [
-    "REVOCATION_REASONS",
-    "AcmeClient",
-    "CertificateBundle",
-    "ExternalAccountBinding",
-    "revocation_reason_code",
-]
+__all__ = ["AcmeClient", "CertificateBundle", "ExternalAccountBinding"]
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +63,6 @@ PEM_CHAIN = "application/pem-certificate-chain"
 #: After the CA fetched an answer, how long it gets to record the result before the
 #: order is fetched (a few milliseconds on Pebble).
 VALIDATION_GRACE = 0.02
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExternalAccountBinding:
-    """EAB credentials from the CA (RFC 8555 §7.3.4). The key never appears in ``repr``."""
-
-    kid: str
-    hmac_key: str = field(repr=False)
-    alg: str = "HS256"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,245 +95,23 @@ class CertificateBundle:
         return out
 
     def write(self, out_dir: str | Path) -> Path:
-        """Install the files in ``out_dir`` all at once (see :mod:`acmelite.storage`)."""
+        """Install the files in ``out_dir`` all at once (see :mod:`acmelite.storage`).
+
+        Files only: for a directory that ``acmelite renew`` can renew, use
+        :meth:`acmelite.managed.ManagedCertificate.create`. Raises :class:`AcmeliteError`
+        when the directory cannot be written (the old files stay).
+        """
         return write_output_dir(out_dir, self.files())
 
 
-class AcmeClient:
-    """An ACME client bound to one directory and one account key."""
+class AcmeClient(AccountClient):
+    """An ACME client bound to one directory and one account key.
 
-    def __init__(
-        self,
-        directory_url: str,
-        account_key: AccountKey,
-        *,
-        ca_bundle: str | None = None,
-        account_url: str | None = None,
-        timeout: float = 30.0,
-        transport: Transport | None = None,
-        poll_interval: float = 0.05,
-        poll_max_interval: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        max_concurrency: int = 8,
-    ) -> None:
-        self.directory_url = directory_url
-        self.account_key = account_key
-        self.account_url = account_url or ""
-        #: How many orders :meth:`issue_many` runs at once; the session keeps as many
-        #: connections alive.
-        self.max_concurrency = max(1, max_concurrency)
-        self.transport = transport or Transport(
-            ca_bundle=ca_bundle, timeout=timeout, max_connections=self.max_concurrency
-        )
-        self.poll_interval = poll_interval
-        self.poll_max_interval = poll_max_interval
-        self._sleep = sleep
-        self._directory: Directory | None = None
-        self._dir_lock = threading.Lock()
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> AcmeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- directory and account (RFC 8555 §7.1.1, §7.3) ----------------------------------
-
-    @property
-    def directory(self) -> Directory:
-        """The directory, fetched once per client."""
-        with self._dir_lock:
-            if self._directory is None:
-                resp = self.transport.get(self.directory_url)
-                self._directory = Directory.from_json(resp.json())
-                self.transport.new_nonce_url = self._directory.new_nonce
-            return self._directory
-
-    def _post(
-        self,
-        url: str,
-        payload: object | None,
-        *,
-        use_jwk: bool = False,
-        accept: str | None = None,
-        deadline: float | None = None,
-    ) -> Response:
-        if not use_jwk and not self.account_url:
-            raise InvalidInput("no account: call register() (or pass account_url) first")
-        kid = None if use_jwk else self.account_url
-        key = self.account_key
-        return self.transport.post(
-            url,
-            lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload, kid=kid),
-            as_get=payload is None,
-            accept=accept,
-            deadline=deadline,
-        )
-
-    def register(
-        self,
-        *,
-        contact: Sequence[str] = (),
-        agree_tos: bool = False,
-        eab: ExternalAccountBinding | None = None,
-        only_return_existing: bool = False,
-    ) -> Account:
-        """Create the account, or find the existing one for this key (RFC 8555 §7.3, §7.3.1)."""
-        directory = self.directory
-        payload: dict[str, object] = {}
-        if only_return_existing:
-            payload["onlyReturnExisting"] = True
-        else:
-            payload["termsOfServiceAgreed"] = agree_tos
-            if contact:
-                payload["contact"] = _contact_urls(contact)
-            if eab is not None:
-                payload["externalAccountBinding"] = jws.eab_jws(
-                    self.account_key,
-                    kid=eab.kid,
-                    hmac_key_b64=eab.hmac_key,
-                    url=directory.new_account,
-                    alg=eab.alg,
-                )
-        resp = self._post(directory.new_account, payload, use_jwk=True)
-        if not resp.location:
-            raise ProtocolError("newAccount answered without a Location header (the account URL)")
-        self.account_url = resp.location
-        account = Account.from_json(resp.json(), url=resp.location)
-        log.info("account %s (%s)", account.url, "created" if resp.status == 201 else "existing")
-        return account
-
-    # -- account management (RFC 8555 §7.3.1, §7.3.2, §7.3.5, §7.3.6) --------------------
-    #
-    # Each method acts on the account of ``account_key``. The lookup needs only the key;
-    # the others are signed with ``kid``, the account URL, which is looked up first when
-    # this client was not given it.
-
-    def find_account(self) -> Account:
-        """The existing account of this key, never a new one (RFC 8555 §7.3.1).
-
-        A key the CA knows no account for raises :class:`ProblemError` whose
-        ``problem.short_type`` is ``accountDoesNotExist``.
-        """
-        return self.register(only_return_existing=True)
-
-    def get_account(self) -> Account:
-        """The account as the CA holds it now: POST-as-GET to the account URL (RFC 8555 §7.3)."""
-        url = self._account()
-        return Account.from_json(self._post(url, None).json(), url=url)
-
-    def update_account(self, *, contact: Sequence[str]) -> Account:
-        """Replace the account's contact URLs (RFC 8555 §7.3.2); ``()`` removes them all.
-
-        A bare e-mail address becomes a ``mailto:`` URL.
-        """
-        url = self._account()
-        resp = self._post(url, {"contact": _contact_urls(contact)})
-        return Account.from_json(resp.json(), url=url)
-
-    def deactivate_account(self) -> Account:
-        """Deactivate the account for good (RFC 8555 §7.3.6).
-
-        The CA then refuses every request signed by this key; there is no way back, and
-        a new account needs a new key.
-        """
-        url = self._account()
-        account = Account.from_json(self._post(url, {"status": "deactivated"}).json(), url=url)
-        if account.status != "deactivated":
-            raise ProtocolError(f"deactivation of {url} answered status {account.status!r}")
-        log.info("account %s deactivated", url)
-        return account
-
-    def change_key(self, new_key: AccountKey) -> None:
-        """Replace the account key by ``new_key`` (RFC 8555 §7.3.5); this client then signs with it.
-
-        The request's payload is itself a JWS: signed by the new key with ``jwk`` and no
-        nonce in its header, over ``{"account": <account URL>, "oldKey": <old JWK>}``, with
-        the same ``url`` as the outer request, which the old key signs with ``kid``.
-        ``account_key`` changes only once the CA has said yes; an error leaves it alone.
-
-        A key that already belongs to an account is refused before anything changes
-        (§7.3.5 has the CA answer 409 Conflict, but Pebble 2.10 accepts such a key).
-        """
-        if new_key.thumbprint() == self.account_key.thumbprint():
-            raise InvalidInput("the new account key is the current one; pick another key")
-        url = self.directory.key_change
-        if not url:
-            raise ProtocolError("the CA's directory has no keyChange URL: it cannot roll keys over")
-        account_url = self._account()
-        holder = self._account_of(new_key)
-        if holder is not None:
-            raise InvalidInput(
-                f"the new key already belongs to account {holder}; pick a key no account uses"
-            )
-        inner = _key_change_jws(self.account_key, new_key, url=url, account_url=account_url)
-        self._post(url, inner)
-        self.account_key = new_key
-        log.info("account %s now signs with key %s", account_url, new_key.thumbprint())
-
-    def _account(self) -> str:
-        """The account URL, looked up by key (one request) when this client lacks it."""
-        if not self.account_url:
-            self.find_account()
-        return self.account_url
-
-    def _account_of(self, key: AccountKey) -> str | None:
-        """The URL of the account ``key`` belongs to, or None (``onlyReturnExisting``)."""
-        url = self.directory.new_account
-        payload = {"onlyReturnExisting": True}
-        try:
-            resp = self.transport.post(
-                url, lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload)
-            )
-        except ProblemError as exc:
-            if exc.problem.short_type == "accountDoesNotExist":
-                return None
-            raise
-        return resp.location or url
-
-    # -- revocation (RFC 8555 §7.6) ------------------------------------------------------
-
-    def revoke_certificate(
-        self,
-        cert_der: bytes | x509.Certificate,
-        reason: int | str | None = None,
-        *,
-        cert_key: AccountKey | PrivateKey | None = None,
-    ) -> None:
-        """Revoke a certificate (RFC 8555 §7.6).
-
-        Signed by the account with ``kid`` (the CA checks that the account may revoke it),
-        or, given ``cert_key`` — the certificate's own private key — with that key as
-        ``jwk``: no account is needed then, the way out when the account key is lost.
-        ``reason`` is a CRL reason code (RFC 5280 §5.3.1) or its name from
-        :data:`REVOCATION_REASONS`. A certificate revoked before raises
-        :class:`ProblemError` whose ``problem.short_type`` is ``alreadyRevoked``.
-        """
-        cert = _certificate(cert_der)
-        serial = format(cert.serial_number, "x")
-        payload: dict[str, object] = {
-            "certificate": b64url(cert.public_bytes(serialization.Encoding.DER))
-        }
-        code = revocation_reason_code(reason)
-        if code is not None:
-            payload["reason"] = code
-        url = self.directory.revoke_cert
-        if not url:
-            raise ProtocolError("the CA's directory has no revokeCert URL")
-        if cert_key is None:
-            self._account()
-            self._post(url, payload)
-        else:
-            key = cert_key if isinstance(cert_key, AccountKey) else AccountKey(cert_key)
-            if not csrmod.public_keys_match(cert, key.key):
-                raise InvalidInput(f"the key given is not the key of certificate {serial}")
-            self.transport.post(
-                url, lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload)
-            )
-        log.info("certificate %s revoked (reason %s)", serial, "none" if code is None else code)
+    ``AcmeClient(directory_url, account_key, ca_bundle=..., account_url=..., timeout=...)``;
+    the account operations (:meth:`register`, :meth:`find_account`, :meth:`change_key`,
+    :meth:`revoke_certificate`, :meth:`renewal_info`, ...) come from
+    :class:`~acmelite.accounts.AccountClient`, the order flow is here.
+    """
 
     # -- orders, authorizations, challenges (RFC 8555 §7.4, §7.5) ------------------------
 
@@ -567,9 +328,11 @@ class AcmeClient:
         ``csr``), 4. download, 5. check that the certificate matches the key and covers
         every name.
         """
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of names, not one string")
         identifiers = parse_identifiers(names)
         if solver.challenge_type == "http-01":
-            wild = [i.value for i in identifiers if i.value.startswith("*.")]
+            wild = [i.value for i in identifiers if is_wildcard(i.value)]
             if wild:
                 raise InvalidInput(f"{wild[0]}: wildcard names can only be validated by dns-01")
         if solver.challenge_type == "dns-01":
@@ -676,66 +439,3 @@ def _check_issued(
     now = dt.datetime.now(dt.timezone.utc)
     if leaf.not_valid_after_utc < now:
         raise ProtocolError("the CA issued a certificate that has already expired")
-
-
-# -- account management and revocation helpers ---------------------------------------------
-
-#: CRL reason codes a revocation may give (RFC 5280 §5.3.1; RFC 8555 §7.6). 7 is unused.
-REVOCATION_REASONS: Mapping[str, int] = {
-    "unspecified": 0,
-    "keyCompromise": 1,
-    "cACompromise": 2,
-    "affiliationChanged": 3,
-    "superseded": 4,
-    "cessationOfOperation": 5,
-    "certificateHold": 6,
-    "removeFromCRL": 8,
-    "privilegeWithdrawn": 9,
-    "aACompromise": 10,
-}
-
-
-def revocation_reason_code(reason: int | str | None) -> int | None:
-    """The CRL reason code for a code or a name of :data:`REVOCATION_REASONS` (any case)."""
-    if reason is None:
-        return None
-    if isinstance(reason, bool):
-        raise InvalidInput(f"revocation reason {reason!r} is neither a code nor a name")
-    if isinstance(reason, int):
-        if reason not in REVOCATION_REASONS.values():
-            raise InvalidInput(f"revocation reason {reason} is not a CRL reason code (RFC 5280)")
-        return reason
-    by_name = {name.lower(): code for name, code in REVOCATION_REASONS.items()}
-    code = by_name.get(reason.strip().lower())
-    if code is None:
-        raise InvalidInput(
-            f"unknown revocation reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}"
-        )
-    return code
-
-
-def _contact_urls(contact: Sequence[str]) -> list[str]:
-    """Contact URLs (RFC 8555 §7.3): a bare e-mail address becomes ``mailto:``."""
-    return [c if ":" in c else f"mailto:{c}" for c in contact]
-
-
-def _key_change_jws(
-    old_key: AccountKey, new_key: AccountKey, *, url: str, account_url: str
-) -> dict[str, str]:
-    """The inner JWS of keyChange (RFC 8555 §7.3.5): the new key vouches for the change.
-
-    Its header has ``jwk`` (the new key) and ``url`` but no ``nonce`` and no ``kid``.
-    """
-    payload = {"account": account_url, "oldKey": old_key.public_jwk()}
-    return jws.signed_object(new_key, {"jwk": new_key.public_jwk(), "url": url}, payload)
-
-
-def _certificate(cert: bytes | x509.Certificate) -> x509.Certificate:
-    if isinstance(cert, x509.Certificate):
-        return cert
-    try:
-        return x509.load_der_x509_certificate(cert)
-    except ValueError:
-        raise InvalidInput(
-            "not a DER certificate; load a PEM one with x509.load_pem_x509_certificate"
-        ) from None

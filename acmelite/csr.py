@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from .errors import InvalidInput, ProtocolError
-from .keys import PrivateKey
+from .keys import PrivateKey, b64url
 from .models import Identifier
 
 __all__ = [
+    "certificate_id",
     "certificate_names",
     "csr_identifiers",
     "load_csr",
@@ -120,3 +121,18 @@ def split_pem_chain(pem: bytes, *, source: str = "certificate") -> list[x509.Cer
         # RFC 8555 §9.1: nothing but certificates; a cut-off "-----BEGIN CERT" is truncation.
         raise ProtocolError(f"{source}: the PEM chain is truncated or corrupt")
     return certs
+
+
+def certificate_id(cert: x509.Certificate) -> str:
+    """RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial, DER content octets)."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        raise InvalidInput(
+            "the certificate has no Authority Key Identifier (ARI needs it)"
+        ) from None
+    if aki.key_identifier is None:
+        raise InvalidInput("the certificate's Authority Key Identifier has no keyIdentifier")
+    serial = cert.serial_number
+    der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)
+    return f"{b64url(aki.key_identifier)}.{b64url(der)}"

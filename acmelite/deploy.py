@@ -33,7 +33,8 @@ from pathlib import Path
 from cryptography import x509
 
 from ._hookenv import hook_environ
-from .errors import AcmeliteError, InvalidInput
+from .constants import serial_hex
+from .errors import DeployHookError, InvalidInput
 from .storage import atomic_write
 
 __all__ = [
@@ -53,15 +54,6 @@ DEFAULT_HOOK_TIMEOUT = 600.0
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _NAMESPACE = re.compile(_LABEL)
-
-
-class DeployHookError(AcmeliteError):
-    """The deploy hook failed; the new files are in place all the same."""
-
-    def __init__(self, message: str, *, status: int | None, stderr: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.stderr = stderr
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,14 +89,16 @@ def _b64(data: bytes) -> str:
 def secret_manifest(ref: SecretRef, *, fullchain_pem: bytes, key_pem: bytes) -> dict[str, object]:
     """The Secret as a JSON object; the namespace is left out unless ``ref`` names one."""
     if not key_pem:
-        raise InvalidInput("a Kubernetes TLS Secret needs the private key (not with --csr)")
+        raise InvalidInput(
+            "a Kubernetes TLS Secret needs the private key (there is none with a CSR of yours)"
+        )
     leaf = x509.load_pem_x509_certificate(fullchain_pem)
     metadata: dict[str, object] = {"name": ref.name}
     if ref.namespace:
         metadata["namespace"] = ref.namespace
     metadata["labels"] = {"app.kubernetes.io/managed-by": "acmelite"}
     metadata["annotations"] = {
-        "acmelite/serial": format(leaf.serial_number, "x"),
+        "acmelite/serial": serial_hex(leaf.serial_number),
         "acmelite/not-after": leaf.not_valid_after_utc.isoformat(),
     }
     return {

@@ -20,6 +20,9 @@ __all__ = [
     "AuthorizationFailed",
     "BadNonceError",
     "DeadlineExceeded",
+    "DeployHookError",
+    "DirectoryLocked",
+    "DnsQueryError",
     "InvalidInput",
     "NetworkError",
     "Problem",
@@ -104,7 +107,19 @@ def _text(value: object) -> str:
 
 
 class AcmeliteError(Exception):
-    """Base of every error acmelite raises on purpose."""
+    """Base of every error acmelite raises on purpose.
+
+    ``code`` is a stable, machine-readable reason where the class alone does not say it
+    (``"tls-verification"``, ``"port-in-use"``, ...): callers branch on it, and the CLI
+    keys its hints on it. ``""`` otherwise.
+    """
+
+    code: str = ""
+
+    def __init__(self, *args: object, code: str = "") -> None:
+        super().__init__(*args)
+        if code:
+            self.code = code
 
 
 class InvalidInput(AcmeliteError, ValueError):
@@ -113,6 +128,10 @@ class InvalidInput(AcmeliteError, ValueError):
 
 class NetworkError(AcmeliteError):
     """The network failed: connection refused or reset, TLS verification, timeout."""
+
+
+class DnsQueryError(NetworkError):
+    """A DNS question got no usable answer; the message names the server and the reason."""
 
 
 class ProtocolError(AcmeliteError):
@@ -126,13 +145,31 @@ class DeadlineExceeded(AcmeliteError):
 class SolverError(AcmeliteError):
     """A challenge solver could not publish or clean up its answer."""
 
-    def __init__(self, message: str, *, identifiers: Sequence[str] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, identifiers: Sequence[str] = (), code: str = "") -> None:
+        super().__init__(message, code=code)
         self.identifiers = tuple(identifiers)
 
 
+class DirectoryLocked(AcmeliteError):
+    """Another acmelite run holds the lock of certificate directory ``path``."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DeployHookError(AcmeliteError):
+    """The deploy hook failed (``status`` its exit status, None if it could not run or
+    timed out; ``stderr`` its last words); the new files are in place all the same."""
+
+    def __init__(self, message: str, *, status: int | None, stderr: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.stderr = stderr
+
+
 class ProblemError(AcmeliteError):
-    """The server answered with a problem document."""
+    """The server answered with a problem document (``problem``), for ``url``."""
 
     def __init__(
         self, problem: Problem, *, url: str = "", retry_after: float | None = None

@@ -76,7 +76,8 @@ def eab_jws(
     if len(mac_key) < min_size:
         raise InvalidInput(
             f"the EAB HMAC key has {len(mac_key)} bytes, {alg.upper()} needs at least {min_size}"
-            " (RFC 7518 §3.2); check --eab-hmac-alg against what the CA gave you"
+            " (RFC 7518 §3.2)",
+            code="eab-key-length",
         )
     protected_b64 = _encode({"alg": alg.upper(), "kid": kid, "url": url})
     payload_b64 = _encode(account_key.public_jwk())

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy import jwa, jwk
 
+from .constants import KEY_TYPES
 from .errors import InvalidInput
 
 __all__ = [
-    "ACCOUNT_KEY_TYPES",
     "AccountKey",
     "PrivateKey",
     "b64url",
@@ -34,7 +34,6 @@ __all__ = [
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Key types for account and certificate keys, by their CLI names.
-ACCOUNT_KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 
 def b64url(data: bytes) -> str:
@@ -50,9 +49,7 @@ def generate_private_key(key_type: str = "ec256") -> PrivateKey:
         return ec.generate_private_key(ec.SECP384R1())
     if key_type in ("rsa2048", "rsa3072", "rsa4096"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
-    raise InvalidInput(
-        f"unknown key type {key_type!r}; choose one of {', '.join(ACCOUNT_KEY_TYPES)}"
-    )
+    raise InvalidInput(f"unknown key type {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
 
 
 def private_key_pem(key: PrivateKey) -> bytes:

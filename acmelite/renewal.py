@@ -1,14 +1,9 @@
-"""Renewal: when a certificate is due (RFC 9773 ARI, else its lifetime), and what an
-output directory remembers between runs.
+"""Renewal policy: when a certificate is due (RFC 9773 ARI, else its lifetime). No I/O.
 
-Two files sit beside the certificate in an output directory:
-
-``renewal.json``
-    how the certificate was issued — server, names, key type, challenge settings,
-    profile, preferred chain, deploy hook, Kubernetes Secret — and never a secret;
-``.renewal-state.json``
-    what ``renew`` learned: the ARI window and the moment picked in it, consecutive
-    failures and when the next attempt may run.
+Pure functions and values only: :func:`decide` is the decision, :class:`RenewalState` what
+a certificate directory remembers between runs (``.renewal-state.json``; the files and the
+requests are :mod:`acmelite.managed`'s job), and the ``ari_*`` functions turn a renewalInfo
+answer, or its failure, into the record the next decision uses.
 
 Theory of operation — one decision per run (hourly from cron is the design point):
 
@@ -29,51 +24,33 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 
 from .errors import AcmeliteError, InvalidInput, ProblemError
-from .keys import b64url
 from .models import RenewalInfo, parse_timestamp
-from .storage import atomic_write
-
-if TYPE_CHECKING:
-    from .client import AcmeClient
 
 __all__ = [
-    "CONFIG_FILE",
-    "STATE_FILE",
     "AriRecord",
     "Decision",
-    "RenewalConfig",
     "RenewalState",
+    "ari_answered",
+    "ari_failed",
+    "ari_unsupported",
     "backoff_delay",
-    "certificate_id",
     "decide",
-    "fetch_renewal_info",
     "lifetime_threshold",
-    "load_config",
-    "load_state",
     "now_utc",
     "pick_moment",
-    "refresh_ari",
     "refused_replaces",
-    "save_config",
-    "save_state",
     "shares_a_name",
 ]
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "renewal.json"
-STATE_FILE = ".renewal-state.json"
 
 #: Waits after the 1st, 2nd, 3rd consecutive failure; every later one waits a day.
 BACKOFF = (
@@ -89,22 +66,6 @@ ARI_MAX_RECHECK = dt.timedelta(hours=24)
 ARI_RETRY_AFTER_FAILURE = dt.timedelta(hours=1)
 #: Certificates this short-lived renew at half their lifetime instead of a third.
 SHORT_LIVED = dt.timedelta(days=10)
-
-#: The challenge settings ``renewal.json`` may hold: an allowlist, so no secret (a TSIG
-#: secret, an EAB key) can reach the file whatever the caller passes.
-#: The dns-01 options of ``issue`` that ``renewal.json`` keeps (never ``tsig_secret``).
-DNS_KEYS = (
-    "dns",
-    "dns_server",
-    "dns_zone",
-    "dns_hook",
-    "dns_resolver",
-    "dns_propagation_timeout",
-    "tsig_key_name",
-    "tsig_algorithm",
-    "tsig_secret_file",
-)
-CHALLENGE_KEYS = ("type", "http_port", "http_address", "webroot", *DNS_KEYS)
 
 
 def now_utc() -> dt.datetime:
@@ -125,121 +86,6 @@ def _time(data: Mapping[str, object], key: str, source: str) -> dt.datetime | No
         return parse_timestamp(value, f"{source}: {key}")
     except AcmeliteError as exc:
         raise InvalidInput(str(exc)) from None
-
-
-# -- the certificate identifier and the renewalInfo request (RFC 9773 §4.1) ---------------
-
-
-def certificate_id(cert: x509.Certificate) -> str:
-    """RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial, DER content octets)."""
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        raise InvalidInput(
-            "the certificate has no Authority Key Identifier (ARI needs it)"
-        ) from None
-    if aki.key_identifier is None:
-        raise InvalidInput("the certificate's Authority Key Identifier has no keyIdentifier")
-    serial = cert.serial_number
-    der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)
-    return f"{b64url(aki.key_identifier)}.{b64url(der)}"
-
-
-def fetch_renewal_info(
-    client: AcmeClient, cert: x509.Certificate
-) -> tuple[RenewalInfo, float | None]:
-    """GET ``<renewalInfo>/<certID>`` (RFC 9773 §4.2): the window and its ``Retry-After``."""
-    base = client.directory.renewal_info
-    if not base:
-        raise InvalidInput(f"{client.directory_url} offers no renewalInfo (ARI)")
-    resp = client.transport.get(f"{base.rstrip('/')}/{certificate_id(cert)}")
-    return RenewalInfo.from_json(resp.json()), resp.retry_after
-
-
-# -- what the directory remembers ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RenewalConfig:
-    """``renewal.json``: everything ``renew`` needs to issue again as ``issue`` did."""
-
-    server: str
-    names: tuple[str, ...]
-    key_type: str = "ec256"
-    account_key: str = ""
-    ca_bundle: str = ""
-    challenge: Mapping[str, object] = field(default_factory=lambda: {"type": "http-01"})
-    profile: str = ""
-    preferred_chain: str = ""
-    deploy_hook: str = ""
-    k8s_secret: str = ""
-    csr: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "version": 1,
-            "server": self.server,
-            "names": list(self.names),
-            "key_type": self.key_type,
-            "account_key": self.account_key,
-            "ca_bundle": self.ca_bundle or None,
-            "challenge": {k: self.challenge[k] for k in CHALLENGE_KEYS if k in self.challenge},
-            "profile": self.profile or None,
-            "preferred_chain": self.preferred_chain or None,
-            "deploy_hook": self.deploy_hook or None,
-            "k8s_secret": self.k8s_secret or None,
-            "csr": self.csr or None,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, *, source: str) -> RenewalConfig:
-        if not isinstance(data, Mapping):
-            raise InvalidInput(f"{source}: not a JSON object")
-        names = data.get("names")
-        server = data.get("server")
-        if not isinstance(server, str) or not server:
-            raise InvalidInput(f"{source}: 'server' missing")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise InvalidInput(f"{source}: 'names' must be a non-empty list of names")
-        challenge = data.get("challenge") or {"type": "http-01"}
-        if not isinstance(challenge, Mapping):
-            raise InvalidInput(f"{source}: 'challenge' is not an object")
-
-        def text(key: str) -> str:
-            value = data.get(key)
-            return value if isinstance(value, str) else ""
-
-        return cls(
-            server=server,
-            names=tuple(names),
-            key_type=text("key_type") or "ec256",
-            account_key=text("account_key"),
-            ca_bundle=text("ca_bundle"),
-            challenge={k: challenge[k] for k in CHALLENGE_KEYS if k in challenge},
-            profile=text("profile"),
-            preferred_chain=text("preferred_chain"),
-            deploy_hook=text("deploy_hook"),
-            k8s_secret=text("k8s_secret"),
-            csr=text("csr"),
-        )
-
-
-def save_config(out: str | Path, config: RenewalConfig) -> None:
-    data = json.dumps(config.to_json(), indent=2).encode() + b"\n"
-    atomic_write(Path(out) / CONFIG_FILE, data, mode=0o600)
-
-
-def load_config(out: str | Path) -> RenewalConfig:
-    path = Path(out) / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"{path} not found: only directories written by 'acmelite issue --out' can be renewed"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    return RenewalConfig.from_json(data, source=str(path))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,6 +166,32 @@ class RenewalState:
             next_attempt=now + backoff_delay(failures),
         )
 
+    @classmethod
+    def from_json(cls, data: object, *, source: str) -> RenewalState:
+        """Read a stored state; anything unusable in it is a fresh start (logged)."""
+        if not isinstance(data, Mapping):
+            log.warning("ignoring %s: not a JSON object", source)
+            return cls()
+        try:
+            raw_ari = data.get("ari")
+            ari = None
+            if isinstance(raw_ari, Mapping):
+                ari = AriRecord.from_json(raw_ari, source=source)
+            failures = data.get("failures")
+            error = data.get("last_error")
+            return cls(
+                ari=ari,
+                failures=failures if isinstance(failures, int) and failures > 0 else 0,
+                last_error=error if isinstance(error, str) else "",
+                last_failure=_time(data, "last_failure", source),
+                next_attempt=_time(data, "next_attempt", source),
+                deploy_pending=data.get("deploy_pending") is True,
+                last_renewal=_time(data, "last_renewal", source),
+            )
+        except InvalidInput as exc:
+            log.warning("ignoring %s: %s", source, exc)
+            return cls()
+
     def to_json(self) -> dict[str, object]:
         return {
             "version": 1,
@@ -331,43 +203,6 @@ class RenewalState:
             "deploy_pending": self.deploy_pending,
             "last_renewal": _iso(self.last_renewal),
         }
-
-
-def save_state(out: str | Path, state: RenewalState) -> None:
-    data = json.dumps(state.to_json(), indent=2).encode() + b"\n"
-    atomic_write(Path(out) / STATE_FILE, data, mode=0o600)
-
-
-def load_state(out: str | Path) -> RenewalState:
-    """The stored state; a missing or unreadable file is a fresh start (logged)."""
-    path = Path(out) / STATE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return RenewalState()
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-        return RenewalState()
-    if not isinstance(data, Mapping):
-        return RenewalState()
-    source = str(path)
-    try:
-        raw_ari = data.get("ari")
-        ari = AriRecord.from_json(raw_ari, source=source) if isinstance(raw_ari, Mapping) else None
-        failures = data.get("failures")
-        error = data.get("last_error")
-        return RenewalState(
-            ari=ari,
-            failures=failures if isinstance(failures, int) and failures > 0 else 0,
-            last_error=error if isinstance(error, str) else "",
-            last_failure=_time(data, "last_failure", source),
-            next_attempt=_time(data, "next_attempt", source),
-            deploy_pending=data.get("deploy_pending") is True,
-            last_renewal=_time(data, "last_renewal", source),
-        )
-    except InvalidInput as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return RenewalState()
 
 
 # -- the decision -------------------------------------------------------------------------
@@ -404,32 +239,34 @@ def _recheck_after(retry_after: float | None, default: dt.timedelta) -> dt.timed
     return min(max(wait, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
 
 
-def refresh_ari(
-    client: AcmeClient,
-    cert: x509.Certificate,
+def ari_unsupported(cert_id: str, *, now: dt.datetime) -> AriRecord:
+    """The record for a CA without ``renewalInfo``: the lifetime rule, looked at daily."""
+    return AriRecord(cert_id=cert_id, fetched=now, next_fetch=now + ARI_MAX_RECHECK)
+
+
+def ari_failed(
+    cert_id: str, error: str, *, retry_after: float | None, now: dt.datetime
+) -> AriRecord:
+    """The record for a failed renewalInfo request: the lifetime rule until it is asked
+    again, after ``retry_after`` (held to the ARI bounds) or an hour."""
+    return AriRecord(
+        cert_id=cert_id,
+        fetched=now,
+        next_fetch=now + _recheck_after(retry_after, ARI_RETRY_AFTER_FAILURE),
+        error=error,
+    )
+
+
+def ari_answered(
+    cert_id: str,
+    window: RenewalInfo,
     *,
+    retry_after: float | None,
     previous: AriRecord | None,
     now: dt.datetime,
 ) -> AriRecord:
-    """Ask the CA for ``cert``'s window; keep the picked moment while the window stands.
-
-    A failed request is logged and recorded (``window`` None, ``error`` set) so the caller
-    falls back to the lifetime rule; it is asked again after ``Retry-After`` or an hour.
-    """
-    cert_id = certificate_id(cert)
-    if not client.directory.renewal_info:
-        return AriRecord(cert_id=cert_id, fetched=now, next_fetch=now + ARI_MAX_RECHECK)
-    try:
-        window, retry_after = fetch_renewal_info(client, cert)
-    except AcmeliteError as exc:
-        log.warning("renewalInfo for %s failed (%s); using the lifetime rule", cert_id, exc)
-        wait = exc.retry_after if isinstance(exc, ProblemError) else None
-        return AriRecord(
-            cert_id=cert_id,
-            fetched=now,
-            next_fetch=now + _recheck_after(wait, ARI_RETRY_AFTER_FAILURE),
-            error=str(exc),
-        )
+    """The record for a renewalInfo answer: the moment picked before is kept while the
+    window stands; a moved window (a revocation, say) gets a new one (RFC 9773 §4.2)."""
     renew_at = None
     if previous is not None and previous.cert_id == cert_id and previous.window is not None:
         same = (previous.window.start, previous.window.end) == (window.start, window.end)
@@ -481,7 +318,7 @@ def decide(
         log.warning("ignoring an ARI window that starts after the certificate expires")
         window = None
     if force:
-        return Decision(due=True, reason="forced (--force)", next_check=now, window=window)
+        return Decision(due=True, reason="forced", next_check=now, window=window)
     if now >= not_after:
         return Decision(due=True, reason=f"expired {_when(not_after)}", next_check=now)
     if window is not None and ari is not None and ari.renew_at is not None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import AcmeliteError, InvalidInput
+from .errors import AcmeliteError, DirectoryLocked, InvalidInput
 
 __all__ = [
     "BUNDLE_FILES",
@@ -188,9 +188,10 @@ class OutputLock:
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
                     os.close(fd)
-                    raise AcmeliteError(
+                    raise DirectoryLocked(
                         f"{self.path.parent} is locked by another acmelite run; try again when"
-                        " it has finished"
+                        " it has finished",
+                        path=str(self.path.parent),
                     ) from None
                 time.sleep(0.1)
         self._fd = fd

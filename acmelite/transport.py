@@ -364,8 +364,8 @@ class Transport:
                 )
             except requests.exceptions.SSLError as exc:
                 raise NetworkError(
-                    f"TLS verification of {_host(url)} failed ({_reason(exc)}); if the ACME"
-                    " server uses a private CA, pass its root with --ca-bundle"
+                    f"TLS verification of {_host(url)} failed ({_reason(exc)})",
+                    code="tls-verification",
                 ) from exc
             except requests.exceptions.RequestException as exc:
                 pause = min(0.5 * attempt, 2.0)
@@ -430,9 +430,7 @@ def _network_error(
     if isinstance(exc, requests.exceptions.Timeout):
         return NetworkError(f"{_host(url)} did not answer {method} {url} within {timeout:.0f} s")
     if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
-        return NetworkError(
-            f"cannot reach {_host(url)} ({_reason(exc)}); check --server and the network"
-        )
+        return NetworkError(f"cannot reach {_host(url)} ({_reason(exc)})", code="unreachable")
     # Connected, then the connection broke: say which request, and whether it was resent.
     if not idempotent:
         what = "not sent again, as it may have taken effect: run acmelite again"

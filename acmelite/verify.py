@@ -145,7 +145,7 @@ def verify_deployment(
     if not names:
         raise InvalidInput("nothing to verify: no names given")
     if timeout < 0 or poll_interval <= 0:
-        raise ValueError("timeout must be >= 0 and poll_interval > 0")
+        raise InvalidInput("timeout must be >= 0 and poll_interval > 0")
     if isinstance(ca_bundle, Sequence) and not isinstance(ca_bundle, str):
         anchors = list(ca_bundle)
     else:

@@ -90,6 +90,21 @@ def issue_argv(
     ]
 
 
+def without_http(argv: Sequence[str]) -> list[str]:
+    """``argv`` less the standalone server's ``--http-port``/``--http-address`` (for runs
+    with ``--webroot`` or ``--challenge dns-01``, which refuse them)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--http-port", "--http-address"):
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def verify_chain(fullchain_pem: bytes, root_pem: str, name: str | None = None) -> x509.Certificate:
     """Verify a leaf + intermediates against Pebble's root like a TLS client would."""
     certs = x509.load_pem_x509_certificates(fullchain_pem)

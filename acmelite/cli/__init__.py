@@ -23,7 +23,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("issue", "renew", "check", "account", "revoke")
+SUBCOMMANDS = ("issue", "renew", "check", "account", "revoke", "plugins")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", 0)
     setup_logging(verbose, getattr(args, "quiet", False))
     from ..errors import AcmeliteError
+    from ..solvers.registry import SolverConfigError
+    from .hints import message
 
     try:
         code: int = args.func(args)
+    except SolverConfigError as exc:  # a solver or option that is not there: usage
+        print(f"acmelite: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except AcmeliteError as exc:
         if verbose:
             logging.getLogger("acmelite").debug("failure", exc_info=exc)
@@ -104,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             while cause is not None:
                 print(f"  caused by: {type(cause).__name__}: {cause}", file=sys.stderr)
                 cause = cause.__cause__
-        print(f"acmelite: error: {exc}", file=sys.stderr)
+        print(f"acmelite: error: {message(exc, args)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("acmelite: interrupted", file=sys.stderr)

@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import KEY_TYPES
 from .common import add_account_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ __all__ = ["add_parser", "run"]
 
 log = logging.getLogger("acmelite.cli")
 
-#: Account key types, by their CLI names (as :data:`acmelite.keys.ACCOUNT_KEY_TYPES`).
-KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 _ACTIONS = {
     "show": "look up the account of --account-key: URL, status, contact",
@@ -102,8 +101,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     """Find the account first, so an existing one never spends a (single-use) EAB credential."""
+    from ..account_store import AccountNotFound
     from ..errors import ProblemError
-    from .common import eab_from_args, explain_registration_error, open_client, save_account_url
+    from .common import account_store, eab_from_args, open_client
 
     eab = eab_from_args(args)
     client = open_client(args, register=False)
@@ -111,18 +111,15 @@ def _register(args: argparse.Namespace) -> int:
     try:
         account = client.find_account()
     except ProblemError as exc:
-        if exc.problem.short_type != "accountDoesNotExist" or not args.agree_tos:
-            better = explain_registration_error(client, exc, None)
-            if better is None:
-                raise
-            raise better from exc
-        try:
-            account = client.register(contact=args.email, agree_tos=True, eab=eab)
-        except ProblemError as exc2:
-            better = explain_registration_error(client, exc2, eab)
-            if better is None:
-                raise
-            raise better from exc2
+        if exc.problem.short_type != "accountDoesNotExist":
+            raise
+        if not args.agree_tos:
+            raise AccountNotFound(
+                directory_url=client.directory_url,
+                key_path=str(args.account_key),
+                terms_of_service=client.directory.terms_of_service,
+            ) from exc
+        account = client.register(contact=args.email, agree_tos=True, eab=eab)
         state = "created"
     else:
         if args.email or eab is not None:
@@ -130,7 +127,7 @@ def _register(args: argparse.Namespace) -> int:
                 "the account exists already: --email and EAB were not sent"
                 " (change contacts with `acmelite account update`)"
             )
-    save_account_url(Path(args.account_key), client.directory_url, account.url)
+    account_store(args).remember(client.directory_url, account.url)
     _print_account(args, client, account, state=state)
     return 0
 
@@ -227,26 +224,27 @@ def _existing_client(args: argparse.Namespace) -> AcmeClient:
             f"no account key at {path}; create one with `acmelite account register --agree-tos`"
             " or point --account-key at yours"
         )
-    return open_client(args, register=False)
+    return open_client(args, register=False, create_key=False)
 
 
 def _lookup(args: argparse.Namespace, client: AcmeClient) -> Account:
     """The account of the key (RFC 8555 §7.3.1); its URL is stored beside the key."""
     from ..errors import AcmeliteError, ProblemError
-    from .common import save_account_url
+    from .common import account_store
 
     path = Path(args.account_key)
+    store = account_store(args)
     try:
         account = client.find_account()
     except ProblemError as exc:
         if exc.problem.short_type != "accountDoesNotExist":
             raise
-        save_account_url(path, client.directory_url, None)
+        store.forget(client.directory_url)
         raise AcmeliteError(
             f"no account for this key ({path}) at {client.directory_url}; create one with"
             " `acmelite account register --agree-tos`"
         ) from exc
-    save_account_url(path, client.directory_url, account.url)
+    store.remember(client.directory_url, account.url)
     return account
 
 

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import DEFAULT_TIMEOUT
+
 if TYPE_CHECKING:
+    from ..account_store import AccountStore
     from ..client import AcmeClient, ExternalAccountBinding
-    from ..errors import InvalidInput, ProblemError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "SERVER_ALIASES",
+    "account_store",
     "add_account_arguments",
     "add_output_arguments",
+    "default_account_key",
     "open_client",
+    "server_url",
 ]
-
-log = logging.getLogger("acmelite.cli")
-
-#: ``--timeout`` when none is given, in seconds: generous for dns-01 propagation, yet finite.
-DEFAULT_TIMEOUT = 600.0
 
 #: ``--server`` aliases for well-known public ACME CAs.
 SERVER_ALIASES = {
@@ -38,6 +35,7 @@ SERVER_ALIASES = {
 
 
 def default_account_key() -> Path:
+    """``--account-key`` when none is given: ``$XDG_CONFIG_HOME/acmelite/account.key``."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "acmelite" / "account.key"
 
@@ -123,43 +121,10 @@ def server_url(value: str) -> str:
     return url
 
 
-def _accounts_file(key_path: Path) -> Path:
-    return key_path.with_name(key_path.name + ".accounts.json")
+def account_store(args: argparse.Namespace) -> AccountStore:
+    from ..account_store import AccountStore
 
-
-def read_account_urls(key_path: Path) -> dict[str, str]:
-    """Account URLs known for this key, by directory URL (stored beside the key)."""
-    try:
-        data = json.loads(_accounts_file(key_path).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def save_account_url(key_path: Path, directory_url: str, account_url: str | None) -> None:
-    from ..storage import atomic_write
-
-    urls = read_account_urls(key_path)
-    if account_url:
-        urls[directory_url] = account_url
-    else:
-        urls.pop(directory_url, None)
-    atomic_write(_accounts_file(key_path), json.dumps(urls, indent=2).encode() + b"\n", mode=0o600)
-
-
-def load_or_create_account_key(path: Path) -> tuple[object, bool]:
-    from ..keys import AccountKey
-    from ..storage import atomic_write, ensure_private_dir
-
-    if path.exists():
-        return AccountKey.load(path), False
-    ensure_private_dir(path.parent)
-    key = AccountKey.generate("ec256")
-    atomic_write(path, key.to_pem(), mode=0o600)
-    log.info("created account key %s", path)
-    return key, True
+    return AccountStore(args.account_key)
 
 
 def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
@@ -175,74 +140,19 @@ def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
     )
 
 
-def open_client(args: argparse.Namespace, *, register: bool = True) -> AcmeClient:
-    """A client for ``--server`` with the account of ``--account-key`` ready to use.
-
-    A known account URL (stored beside the key after the first registration) costs no
-    request at all; otherwise the account is looked up or, with ``--agree-tos``, created.
-    """
-    from ..client import AcmeClient
-    from ..errors import InvalidInput, ProblemError
-    from ..keys import AccountKey
-    from ..transport import Transport
-
-    url = server_url(args.server)
-    if args.ca_bundle and not os.path.isfile(args.ca_bundle):
-        raise InvalidInput(f"--ca-bundle {args.ca_bundle}: no such file")
-    key, _created = load_or_create_account_key(Path(args.account_key))
-    assert isinstance(key, AccountKey)  # noqa: S101 - narrowing for mypy
-    known = read_account_urls(Path(args.account_key)).get(url)
-    transport = Transport(ca_bundle=args.ca_bundle, insecure=getattr(args, "insecure", False))
-    if getattr(args, "timeout", None):
-        # --timeout bounds every request of the run, the directory and account ones too.
-        transport.deadline = time.monotonic() + args.timeout
-    client = AcmeClient(url, key, transport=transport, account_url=known)
-    if known or not register:
-        return client
-    eab = eab_from_args(args)
-    try:
-        client.register(
-            contact=args.email,
-            agree_tos=args.agree_tos,
-            eab=eab,
-            only_return_existing=not args.agree_tos,
-        )
-    except ProblemError as exc:
-        better = explain_registration_error(client, exc, eab)
-        if better is None:
-            raise
-        raise better from exc
-    save_account_url(Path(args.account_key), url, client.account_url)
-    return client
-
-
-def explain_registration_error(
-    client: AcmeClient, exc: ProblemError, eab: ExternalAccountBinding | None
-) -> InvalidInput | None:
-    """One line saying what to do about a newAccount problem, or None to show it as is."""
-    from ..errors import InvalidInput
-
-    kind = exc.problem.short_type
-    if kind == "accountDoesNotExist":
-        tos = client.directory.terms_of_service
-        return InvalidInput(
-            "no account exists for this key at the CA; pass --agree-tos to create one"
-            + (f" (terms: {tos})" if tos else "")
-        )
-    if kind == "externalAccountRequired":
-        return InvalidInput(
-            "this CA requires External Account Binding: pass --eab-kid and --eab-hmac-key"
-            " from your CA account"
-        )
-    if eab is not None and kind == "unauthorized":
-        return InvalidInput(
-            f"the CA refused the External Account Binding of key id {eab.kid!r}"
-            f" ({exc.problem.detail or 'no detail given'}); check --eab-kid, --eab-hmac-key and"
-            " --eab-hmac-alg against your CA account (some CAs accept each key id only once)"
-        )
-    return None
-
-
-def forget_stale_account(args: argparse.Namespace, client: AcmeClient) -> None:
-    """Drop a stored account URL the CA no longer knows (e.g. a restarted test CA)."""
-    save_account_url(Path(args.account_key), client.directory_url, None)
+def open_client(
+    args: argparse.Namespace, *, register: bool = True, create_key: bool = True
+) -> AcmeClient:
+    """A client for ``--server`` with the account of ``--account-key`` (see
+    :meth:`acmelite.account_store.AccountStore.client`)."""
+    return account_store(args).client(
+        server_url(args.server),
+        ca_bundle=args.ca_bundle,
+        insecure=getattr(args, "insecure", False),
+        timeout=getattr(args, "timeout", None),
+        create_key=create_key,
+        register=register,
+        agree_tos=getattr(args, "agree_tos", False),
+        contact=getattr(args, "email", ()),
+        eab=eab_from_args(args) if register else None,
+    )

@@ -10,18 +10,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_account_arguments, add_output_arguments
+from ..constants import KEY_TYPES, serial_hex
+from .challenge_options import add_challenge_arguments, challenge_config
+from .common import add_account_arguments, add_output_arguments, server_url
 from .verify_options import add_verify_arguments, run_verify
 
 if TYPE_CHECKING:
-    from ..client import AcmeClient, CertificateBundle
-    from ..solvers.base import Solver
+    from ..client import CertificateBundle
+    from ..config import CertificateConfig
 
 __all__ = ["add_parser", "run"]
 
 log = logging.getLogger("acmelite.cli")
-
-KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,37 +62,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="pick the alternate chain whose top issuer has this common name",
     )
     _add_deploy_arguments(p)
-    c = p.add_argument_group("challenges")
-    c.add_argument("--challenge", default="http-01", choices=("http-01", "dns-01"))
-    c.add_argument(
-        "--http-port",
-        type=int,
-        default=80,
-        metavar="PORT",
-        help="port of the standalone HTTP-01 server (default 80)",
-    )
-    c.add_argument(
-        "--http-address",
-        default="",
-        metavar="ADDR",
-        help="address of the standalone HTTP-01 server (default: all)",
-    )
-    c.add_argument(
-        "--webroot",
-        type=Path,
-        metavar="DIR",
-        help="serve HTTP-01 by writing files under DIR instead of running a server",
-    )
-    _add_dns_arguments(p)
+    add_challenge_arguments(p)
     add_verify_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_output_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
+
+
+def _secret_ref(text: str) -> str:
+    """argparse type for ``--k8s-secret NAME[/NAMESPACE]``: checked, kept as text."""
+    from ..deploy import SecretRef
+    from ..errors import InvalidInput
+
+    try:
+        return str(SecretRef.parse(text))
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
-    from .renew import secret_ref
-
     g = parser.add_argument_group(
         "deployment",
         "Run after the files are in place; remembered in --out/renewal.json"
@@ -106,42 +94,18 @@ def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--k8s-secret",
-        type=secret_ref,
+        type=_secret_ref,
         metavar="NAME[/NAMESPACE]",
         help="also write --out/secret.yaml, a kubernetes.io/tls Secret for kubectl apply -f",
     )
 
 
-def _add_dns_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from .dns_options import add_dns_arguments
-    except ImportError:  # pragma: no cover - the dns-01 options land with the DNS solvers
-        return
-    add_dns_arguments(parser)
-
-
-def _solver(args: argparse.Namespace) -> Solver:
-    from ..errors import InvalidInput
-    from ..solvers.http01 import StandaloneSolver, WebrootSolver
-
-    if args.challenge == "dns-01":
-        try:
-            from .dns_options import build_dns_solver
-        except ImportError:  # pragma: no cover
-            raise InvalidInput("dns-01 support is not installed") from None
-        return build_dns_solver(args)
-    if args.webroot is not None:
-        return WebrootSolver(args.webroot)
-    return StandaloneSolver(port=args.http_port, address=args.http_address)
-
-
-def _validate(args: argparse.Namespace) -> tuple[list[str], object | None]:
-    """Every check that needs no network: names, CSR, options."""
+def _names(args: argparse.Namespace) -> list[str]:
+    """The names to issue for: ``-d``, or the CSR's (which must then agree)."""
     from ..csr import csr_identifiers, load_csr
     from ..errors import InvalidInput
-    from ..names import parse_identifiers
+    from ..names import parse_identifiers, was_converted
 
-    csr = None
     names = list(args.names)
     if args.csr is not None:
         try:
@@ -159,105 +123,77 @@ def _validate(args: argparse.Namespace) -> tuple[list[str], object | None]:
         names = csr_names
     if not names:
         raise InvalidInput("no names: give at least one -d NAME")
-    identifiers = parse_identifiers(names)
-    for original, ident in zip(dict.fromkeys(names), identifiers, strict=False):
-        if original.strip().rstrip(".").lower() != ident.value and ident.type == "dns":
+    for original in dict.fromkeys(names):
+        ident = parse_identifiers([original])[0]
+        if ident.type == "dns" and was_converted(original, ident.value):
             log.info("note: %s is written %s in certificates (IDNA A-label)", original, ident.value)
-    wild = [i.value for i in identifiers if i.value.startswith("*.")]
-    if wild and args.challenge != "dns-01":
-        raise InvalidInput(
-            f"{wild[0]} is a wildcard: wildcards can only be validated by dns-01;"
-            " add --challenge dns-01 and a --dns solver"
-        )
-    if args.out is None and csr is None:
+    return names
+
+
+def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]]:
+    """Every check that needs no network, and the configuration they describe."""
+    from ..config import CertificateConfig
+    from ..errors import InvalidInput
+
+    challenge, runtime = challenge_config(args, args.parser)
+    names = _names(args)
+    if args.out is None and args.csr is None:
         raise InvalidInput("--out DIR is required (the private key must be written somewhere)")
-    if args.webroot is not None and not args.webroot.is_dir():
+    if args.out is None and (args.deploy_hook or args.k8s_secret):
+        raise InvalidInput("--deploy-hook and --k8s-secret need --out DIR")
+    if args.webroot is not None and not os.path.isdir(args.webroot):
         raise InvalidInput(f"--webroot {args.webroot} is not a directory")
-    return [i.value for i in identifiers], csr
+    if args.tsig_secret:
+        log.info(
+            "note: the TSIG secret is not stored; 'acmelite renew' reads it from"
+            " $ACMELITE_TSIG_SECRET (or use --tsig-secret-file)"
+        )
+    config = CertificateConfig(
+        names=tuple(names),
+        server=server_url(args.server),
+        account_key=str(args.account_key),
+        challenge=challenge,
+        ca_bundle=args.ca_bundle or None,
+        key_type=args.key_type,
+        csr=str(args.csr) if args.csr is not None else None,
+        profile=args.profile,
+        preferred_chain=args.preferred_chain,
+        deploy_hook=args.deploy_hook,
+        k8s_secret=args.k8s_secret,
+        contact=tuple(args.email),
+        timeout=args.timeout,
+    )
+    return config, runtime
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ProblemError
-    from ..storage import OutputLock
-    from .common import forget_stale_account, open_client
+    """parse -> :class:`CertificateConfig` -> the library -> render."""
+    from ..managed import DeployFailed, ManagedCertificate, issue
+    from .common import eab_from_args
 
-    names, csr = _validate(args)
-    _validate_deploy(args, csr)
-    solver = _solver(args)
-    lock = OutputLock(args.out) if args.out is not None else None
-    if lock is not None:
-        lock.__enter__()
+    config, runtime = _config(args)
+    environ = {**os.environ, **runtime}
+    eab = eab_from_args(args)
+    if args.out is None:
+        bundle = issue(config, agree_tos=args.agree_tos, eab=eab, environ=environ,
+                       insecure=args.insecure)  # fmt: skip
+        _report(args, bundle)
+        return run_verify(args, bundle)
     try:
-        client = open_client(args)
-        try:
-            bundle = _issue(client, args, names, solver, csr)
-        except ProblemError as exc:
-            if exc.problem.short_type != "accountDoesNotExist":
-                raise
-            log.info("the CA no longer knows the stored account; registering again")
-            forget_stale_account(args, client)
-            client = open_client(args)
-            bundle = _issue(client, args, names, solver, csr)
-        written = bundle.write(args.out) if args.out is not None else None
-        hook_error = _after_install(args, bundle) if args.out is not None else None
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
-    _report(args, bundle, written)
-    if hook_error is not None:
-        raise hook_error
-    return run_verify(args, bundle)
+        cert = ManagedCertificate.create(args.out, config, agree_tos=args.agree_tos, eab=eab,
+                                         environ=environ, insecure=args.insecure)  # fmt: skip
+    except DeployFailed as exc:
+        if exc.certificate.last_bundle is not None:
+            _report(args, exc.certificate.last_bundle)
+        raise
+    installed = cert.last_bundle
+    if installed is None:  # create() always sets it; a None would be a bug, not a result
+        raise RuntimeError("ManagedCertificate.create returned no certificate")
+    _report(args, installed)
+    return run_verify(args, installed)
 
 
-def _validate_deploy(args: argparse.Namespace, csr: object | None) -> None:
-    from ..errors import InvalidInput
-
-    if args.out is None and (args.deploy_hook or args.k8s_secret):
-        raise InvalidInput("--deploy-hook and --k8s-secret need --out DIR")
-    if args.k8s_secret and csr is not None:
-        raise InvalidInput("--k8s-secret needs the private key, which acmelite has not with --csr")
-
-
-def _after_install(args: argparse.Namespace, bundle: CertificateBundle) -> Exception | None:
-    """Secret, renewal.json, a fresh renewal state, then the deploy hook (its error returned)."""
-    from ..deploy import DeployHookError
-    from ..renewal import RenewalState, save_config, save_state
-    from .renew import renewal_config, run_hook, write_k8s_secret
-
-    if args.k8s_secret:
-        write_k8s_secret(args.out, args.k8s_secret, bundle)
-    save_config(args.out, renewal_config(args, list(bundle.names)))
-    save_state(args.out, RenewalState())
-    if not args.deploy_hook:
-        return None
-    try:
-        run_hook(args.deploy_hook, args.out, bundle.names)
-    except DeployHookError as exc:
-        return exc
-    return None
-
-
-def _issue(
-    client: AcmeClient,
-    args: argparse.Namespace,
-    names: list[str],
-    solver: Solver,
-    csr: object | None,
-) -> CertificateBundle:
-    from cryptography import x509
-
-    return client.issue(
-        names,
-        solver=solver,
-        key_type=args.key_type,
-        csr=csr if isinstance(csr, x509.CertificateSigningRequest) else None,
-        profile=args.profile,
-        preferred_chain=args.preferred_chain,
-        timeout=args.timeout,
-    )
-
-
-def _report(args: argparse.Namespace, bundle: CertificateBundle, written: Path | None) -> None:
+def _report(args: argparse.Namespace, bundle: CertificateBundle) -> None:
     cert = bundle.certificate
     files = {}
     if args.out is not None:
@@ -265,7 +201,7 @@ def _report(args: argparse.Namespace, bundle: CertificateBundle, written: Path |
     summary = {
         "names": list(bundle.names),
         "files": files,
-        "serial": format(cert.serial_number, "x"),
+        "serial": serial_hex(cert.serial_number),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "issuer": cert.issuer.rfc4514_string(),
@@ -284,5 +220,3 @@ def _report(args: argparse.Namespace, bundle: CertificateBundle, written: Path |
             summary["serial"],
             summary["not_after"],
         )
-    if written is not None:
-        log.debug("version directory %s", os.fspath(written))

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import REVOCATION_REASONS, serial_hex
 from .common import add_account_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -26,17 +27,8 @@ __all__ = ["REASONS", "add_parser", "run"]
 log = logging.getLogger("acmelite.cli")
 
 #: ``--reason`` names: the CRL reasons of RFC 5280 §5.3.1 a subscriber may give.
-REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "certificateHold",
-    "removeFromCRL",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
+#: The reasons a subscriber may give: every CRL reason but a CA's own compromise.
+REASONS = tuple(r for r in REVOCATION_REASONS if r != "cACompromise")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import AcmeliteError, ProblemError
 
     cert = _load_certificate(args.cert)
-    serial = format(cert.serial_number, "x")
+    serial = serial_hex(cert.serial_number)
     names = certificate_names(cert)
     shown = f"certificate {serial} ({', '.join(names) or 'no names'})"
     client = _client(args, cert)

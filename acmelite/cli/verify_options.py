@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import serial_hex
+
 if TYPE_CHECKING:
     from cryptography import x509
 
@@ -138,7 +140,7 @@ def verify_certificate(
     targets: list[tuple[str, int]] = getattr(args, "verify", None) or []
     code = 0
     for host, port in targets:
-        serial = f"{certificate.serial_number:x}"
+        serial = serial_hex(certificate.serial_number)
         log.info(
             "verifying that %s serves serial %s for %d name(s), waiting up to %g s",
             f"[{host}]:{port}" if ":" in host else f"{host}:{port}",

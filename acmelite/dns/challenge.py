@@ -13,26 +13,75 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import ClassVar, TypeVar
 
 import dns.exception
 
-from ..errors import InvalidInput, SolverError
-from ..solvers.base import ChallengeTask
+from ..challenges import ChallengeTask, SolverOption
+from ..errors import DnsQueryError, InvalidInput, SolverError
 from .propagation import Expectation, PropagationSettings, wait_for_txt
-from .query import Lookup, QueryError, Server
+from .query import Lookup, Server
 from .zone import absolute, find_zone, follow_cname, nameservers
 
-__all__ = ["DnsChallengeSolver", "TxtRecord"]
+__all__ = [
+    "PROPAGATION_OPTIONS",
+    "DnsChallengeSolver",
+    "TxtRecord",
+    "number_option",
+    "propagation_from_options",
+]
 
 log = logging.getLogger(__name__)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _MAX_WORKERS = 16
+
+
+#: The options every built-in DNS-01 solver takes for its propagation check.
+PROPAGATION_OPTIONS = (
+    SolverOption(
+        name="propagation-timeout",
+        help="seconds to wait until every authoritative nameserver serves the values"
+        " (0 skips the check)",
+        default="120",
+    ),
+    SolverOption(
+        name="resolver",
+        help="HOST[:PORT]: check propagation (and look names up) at this server instead of"
+        " the zone's authoritative nameservers",
+    ),
+    SolverOption(
+        name="nameserver-port",
+        help="the port the zone's authoritative nameservers are asked on",
+        default="53",
+    ),
+)
+
+
+def number_option(options: Mapping[str, str], name: str, *, integer: bool = False) -> float:
+    """The value of option ``name`` as a number >= 0; :class:`InvalidInput` naming it."""
+    text = options[name]
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise InvalidInput(f"option {name}={text!r} is not {kind}") from None
+    if not value >= 0:
+        raise InvalidInput(f"option {name}={text!r} must be >= 0")
+    return value
+
+
+def propagation_from_options(options: Mapping[str, str]) -> PropagationSettings:
+    """:class:`PropagationSettings` from the :data:`PROPAGATION_OPTIONS` values."""
+    return PropagationSettings(
+        timeout=number_option(options, "propagation-timeout"),
+        resolver=options.get("resolver") or None,
+        nameserver_port=int(number_option(options, "nameserver-port", integer=True)),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +106,7 @@ def parallel(fn: Callable[[_K], _V], items: Iterable[_K]) -> tuple[dict[_K, _V],
     def one(key: _K) -> None:
         try:
             results[key] = fn(key)
-        except (QueryError, SolverError, dns.exception.DNSException) as exc:
+        except (DnsQueryError, SolverError, dns.exception.DNSException) as exc:
             failures[key] = str(exc)
 
     with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(keys))) as pool:

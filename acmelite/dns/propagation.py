@@ -17,8 +17,8 @@ from functools import partial
 
 import dns.rdatatype
 
-from ..errors import InvalidInput, SolverError
-from .query import QueryError, Server, ask, parse_server
+from ..errors import DnsQueryError, InvalidInput, SolverError
+from .query import Server, ask, parse_server
 
 __all__ = ["Expectation", "PropagationSettings", "wait_for_txt"]
 
@@ -146,7 +146,7 @@ def _run(check: _Check, timeout: float) -> bool:
             check.server, expectation.record, recursive=expectation.recursive, timeout=timeout
         )
         check.error = ""
-    except QueryError as exc:
+    except DnsQueryError as exc:
         check.error = str(exc)
         log.debug("propagation check: %s", exc)
         return False

@@ -2,7 +2,7 @@
 
 Questions go over UDP and are repeated over TCP when the answer comes back truncated
 (RFC 7766 §5). Authoritative servers are asked without recursion; lookups through a resolver
-ask for it. Failures become :class:`QueryError` with the server named, so callers can put
+ask for it. Failures become :class:`DnsQueryError` with the server named, so callers can put
 them into one-line messages.
 """
 
@@ -22,16 +22,12 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ..errors import InvalidInput
+from ..errors import DnsQueryError, InvalidInput
 
-__all__ = ["Lookup", "QueryError", "Server", "ask", "parse_server", "resolve_address"]
+__all__ = ["Lookup", "Server", "ask", "parse_server", "resolve_address"]
 
 #: The EDNS buffer size of the DNS flag day 2020: large answers fall back to TCP.
 EDNS_PAYLOAD = 1232
-
-
-class QueryError(Exception):
-    """A question got no usable answer; the message names the server and the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +77,7 @@ def resolve_address(host: str) -> str:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
     except OSError as exc:
-        raise QueryError(f"cannot resolve DNS server name {host!r}: {exc}") from exc
+        raise DnsQueryError(f"cannot resolve DNS server name {host!r}: {exc}") from exc
     # Prefer IPv4: it works on every machine that has any network at all.
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     return str(infos[0][4][0])
@@ -106,12 +102,12 @@ def ask(
         if response.flags & dns.flags.TC:
             response = dns.query.tcp(query, address, port=server.port, timeout=timeout)
     except dns.exception.Timeout as exc:
-        raise QueryError(f"{server} did not answer {what} within {timeout:g} s") from exc
+        raise DnsQueryError(f"{server} did not answer {what} within {timeout:g} s") from exc
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise QueryError(f"{server} could not be asked {what}: {reason}") from exc
+        raise DnsQueryError(f"{server} could not be asked {what}: {reason}") from exc
     except dns.exception.DNSException as exc:
-        raise QueryError(f"{server} sent a bad answer to {what}: {exc}") from exc
+        raise DnsQueryError(f"{server} sent a bad answer to {what}: {exc}") from exc
     return response
 
 
@@ -142,18 +138,18 @@ class Lookup:
     def ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         servers = self.servers
         if not servers:
-            raise QueryError("no DNS server to ask: give one (--dns-resolver HOST:PORT)")
+            raise DnsQueryError("no DNS server to ask: give a resolver (HOST:PORT)")
         failures: list[str] = []
         for server in servers:
             try:
                 response = ask(server, name, rdtype, recursion=True, timeout=self.timeout)
-            except QueryError as exc:
+            except DnsQueryError as exc:
                 failures.append(str(exc))
                 continue
             if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
                 return response
             failures.append(f"{server} answered {dns.rcode.to_text(response.rcode())}")
-        raise QueryError("; ".join(failures))
+        raise DnsQueryError("; ".join(failures))
 
 
 _system_lock = threading.Lock()

@@ -17,7 +17,8 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from .query import Lookup, QueryError, Server
+from ..errors import DnsQueryError
+from .query import Lookup, Server
 
 __all__ = ["MAX_CNAME_HOPS", "absolute", "find_zone", "follow_cname", "in_zone", "nameservers"]
 
@@ -53,10 +54,10 @@ def follow_cname(lookup: Lookup, name: str, *, max_hops: int = MAX_CNAME_HOPS) -
         if target is None:
             return current
         if target in seen:
-            raise QueryError("CNAME loop: " + " -> ".join([*seen, target]))
+            raise DnsQueryError("CNAME loop: " + " -> ".join([*seen, target]))
         seen.append(target)
         current = target
-    raise QueryError(f"more than {max_hops} CNAMEs from {seen[0]}: " + " -> ".join(seen))
+    raise DnsQueryError(f"more than {max_hops} CNAMEs from {seen[0]}: " + " -> ".join(seen))
 
 
 def find_zone(lookup: Lookup, name: str) -> str:
@@ -68,7 +69,7 @@ def find_zone(lookup: Lookup, name: str) -> str:
         if zone is not None:
             return zone.to_text().lower()
         if candidate == dns.name.root:
-            raise QueryError(f"no SOA record found at or above {absolute(name)}")
+            raise DnsQueryError(f"no SOA record found at or above {absolute(name)}")
         candidate = candidate.parent()
 
 
@@ -108,7 +109,7 @@ def nameservers(lookup: Lookup, zone: str, *, port: int = 53) -> list[Server]:
         }
     )
     if not names:
-        raise QueryError(f"no NS records found for zone {absolute(zone)}")
+        raise DnsQueryError(f"no NS records found for zone {absolute(zone)}")
     glue: dict[str, dict[dns.rdatatype.RdataType, list[str]]] = {}
     for rrset in response.additional:
         if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
@@ -119,13 +120,13 @@ def nameservers(lookup: Lookup, zone: str, *, port: int = 53) -> list[Server]:
     for ns in names:
         try:
             addresses = _addresses(lookup, ns, glue.get(ns, {}))
-        except QueryError as exc:
+        except DnsQueryError as exc:
             failures.append(str(exc))
             continue
         label = ns.rstrip(".")
         servers.extend(Server(address, port, label) for address in addresses)
     if not servers:
-        raise QueryError(
+        raise DnsQueryError(
             f"no address found for the nameservers of {absolute(zone)}: " + "; ".join(failures)
         )
     return servers
@@ -141,4 +142,4 @@ def _addresses(
         found = [rdata.address for rrset in _rrsets(response.answer, rdtype) for rdata in rrset]
         if found:
             return found
-    raise QueryError(f"nameserver {ns} has no A or AAAA record")
+    raise DnsQueryError(f"nameserver {ns} has no A or AAAA record")

@@ -1,5 +1,37 @@
-"""Challenge solver plugins: the :class:`Solver` protocol and the built-in solvers."""
+"""Challenge solvers: the built-in ones, and the registry that builds any installed solver.
 
-from .base import ENTRY_POINT_GROUP, ChallengeTask, Solver, available_solvers, load_solver_class
+The interface a solver implements lives in :mod:`acmelite.challenges`; the built-ins are
+:mod:`.http01` (``standalone``, ``webroot``), :mod:`.rfc2136` and :mod:`.hook` (dns-01).
+:func:`solver_for` builds a solver from a :class:`ChallengeConfig`.
+"""
 
-__all__ = ["ENTRY_POINT_GROUP", "ChallengeTask", "Solver", "available_solvers", "load_solver_class"]
+from ..challenges import ChallengeTask, ConfigurableSolver, Solver, SolverOption
+from .registry import (
+    ENTRY_POINT_GROUP,
+    ChallengeConfig,
+    SolverConfigError,
+    SolverInfo,
+    available_solvers,
+    check_config,
+    installed_solvers,
+    load_solver_class,
+    solver_for,
+    solver_info,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ChallengeConfig",
+    "ChallengeTask",
+    "ConfigurableSolver",
+    "Solver",
+    "SolverConfigError",
+    "SolverInfo",
+    "SolverOption",
+    "available_solvers",
+    "check_config",
+    "installed_solvers",
+    "load_solver_class",
+    "solver_for",
+    "solver_info",
+]

@@ -19,10 +19,19 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from .._hookenv import hook_environ
-from ..dns.challenge import DnsChallengeSolver, TxtRecord, parallel
+from ..challenges import SolverOption
+from ..dns.challenge import (
+    PROPAGATION_OPTIONS,
+    DnsChallengeSolver,
+    TxtRecord,
+    number_option,
+    parallel,
+    propagation_from_options,
+)
 from ..dns.propagation import PropagationSettings
 from ..dns.query import Lookup
 from ..errors import InvalidInput, SolverError
@@ -41,6 +50,27 @@ class HookSolver(DnsChallengeSolver):
     list. Lookups (CNAME, the zone's nameservers) go to ``propagation.resolver`` if set, else
     to the system resolver. ``timeout`` bounds each run of the command.
     """
+
+    options: ClassVar[tuple[SolverOption, ...]] = (
+        SolverOption(
+            name="command",
+            help="run 'COMMAND present|cleanup RECORD. VALUE' for each TXT value",
+            required=True,
+        ),
+        SolverOption(
+            name="timeout", help="seconds each run of the command may take", default="300"
+        ),
+        *PROPAGATION_OPTIONS,
+    )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> HookSolver:
+        """Build from the string options of :attr:`options` (see the registry)."""
+        return cls(
+            options["command"],
+            propagation=propagation_from_options(options),
+            timeout=number_option(options, "timeout"),
+        )
 
     def __init__(
         self,

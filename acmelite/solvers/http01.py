@@ -9,13 +9,13 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+from ..challenges import ChallengeTask, SolverOption
 from ..errors import InvalidInput, SolverError
-from .base import ChallengeTask
 
 __all__ = ["ACME_CHALLENGE_PATH", "StandaloneSolver", "WebrootSolver", "check_token"]
 
@@ -101,14 +101,26 @@ class StandaloneSolver:
     One solver can serve several orders at once (``AcmeClient.issue_many``): each
     :meth:`cleanup` withdraws only its own tasks' answers, and the server stops when the
     last answer is gone. It sees the CA fetch each answer, so the client can poll the
-    order right after the last fetch (:class:`~acmelite.solvers.base.ValidationWatcher`).
+    order right after the last fetch (:class:`~acmelite.challenges.ValidationWatcher`).
     """
 
     challenge_type: ClassVar[str] = "http-01"
+    options: ClassVar[tuple[SolverOption, ...]] = (
+        SolverOption(name="port", help="TCP port to listen on", default="80"),
+        SolverOption(name="address", help="address to listen on (default: all)", default=""),
+    )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> StandaloneSolver:
+        """Build from the string options of :attr:`options` (see the registry)."""
+        text = options.get("port", "80")
+        if not text.isdigit():
+            raise InvalidInput(f"option port={text!r} is not a TCP port")
+        return cls(port=int(text), address=options.get("address", ""))
 
     def __init__(self, port: int = 80, address: str = "") -> None:
         if not 0 <= port <= 65535:
-            raise InvalidInput(f"--http-port {port} is not a TCP port")
+            raise InvalidInput(f"port {port} is not a TCP port (0-65535)")
         self.port = port
         self.address = address
         self._server: _ChallengeServer | None = None
@@ -134,13 +146,12 @@ class StandaloneSolver:
                 server = _ChallengeServer(("0.0.0.0", self.port), ipv6=False)  # noqa: S104
             elif exc.errno == errno.EADDRINUSE:
                 raise InvalidInput(
-                    f"port {self.port} on {self.address or 'all addresses'} is already in use;"
-                    " stop the server holding it, use --webroot DIR, or pick --http-port"
+                    f"port {self.port} on {self.address or 'all addresses'} is already in use",
+                    code="port-in-use",
                 ) from None
             elif exc.errno == errno.EACCES:
                 raise InvalidInput(
-                    f"no permission to listen on port {self.port}; run as root, give the"
-                    " binary CAP_NET_BIND_SERVICE, or use --webroot DIR"
+                    f"no permission to listen on port {self.port}", code="port-denied"
                 ) from None
             else:
                 raise InvalidInput(
@@ -211,6 +222,22 @@ class WebrootSolver:
     """
 
     challenge_type: ClassVar[str] = "http-01"
+    options: ClassVar[tuple[SolverOption, ...]] = (
+        SolverOption(
+            name="path",
+            help="the web server's document root; files go to PATH/.well-known/acme-challenge/",
+            required=True,
+            path=True,
+        ),
+    )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> WebrootSolver:
+        """Build from the string options of :attr:`options` (see the registry)."""
+        path = options["path"]
+        if not os.path.isdir(path):
+            raise InvalidInput(f"the webroot {path} is not a directory")
+        return cls(path)
 
     def __init__(self, webroot: str | os.PathLike[str]) -> None:
         self.webroot = Path(webroot)
@@ -224,7 +251,7 @@ class WebrootSolver:
 
     def _perform(self, tasks: Sequence[ChallengeTask]) -> None:
         if not self.webroot.is_dir():
-            raise InvalidInput(f"--webroot {self.webroot} is not a directory")
+            raise InvalidInput(f"the webroot {self.webroot} is not a directory")
         directory = self.webroot / ".well-known" / "acme-challenge"
         for part in (directory.parent, directory):
             if not part.exists():

@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import dns.exception
 import dns.message
@@ -29,13 +31,20 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
-from ..dns.challenge import DnsChallengeSolver, TxtRecord
+from ..challenges import SolverOption
+from ..dns.challenge import (
+    PROPAGATION_OPTIONS,
+    DnsChallengeSolver,
+    TxtRecord,
+    number_option,
+    propagation_from_options,
+)
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup, QueryError, Server, parse_server, resolve_address
+from ..dns.query import Lookup, Server, parse_server, resolve_address
 from ..dns.zone import absolute, in_zone
-from ..errors import InvalidInput, SolverError
+from ..errors import DnsQueryError, InvalidInput, SolverError
 
-__all__ = ["TSIG_ALGORITHMS", "Rfc2136Solver"]
+__all__ = ["TSIG_ALGORITHMS", "Rfc2136Solver", "parse_tsig_key"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,37 @@ TSIG_ALGORITHMS: dict[str, dns.name.Name] = {
     "hmac-sha1": dns.tsig.HMAC_SHA1,
     "hmac-md5": dns.tsig.HMAC_MD5,
 }
+
+
+_KEY_CLAUSE = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
+_ALGORITHM = re.compile(r"algorithm\s+\"?([A-Za-z0-9.-]+)\"?\s*;")
+_SECRET = re.compile(r'secret\s+"([^"]*)"\s*;')
+
+
+def parse_tsig_key(
+    text: str, key_name: str | None = None, *, source: str = "the TSIG secret"
+) -> tuple[str, str, str]:
+    """``(name, algorithm, secret)`` from the bare base64 secret or BIND ``key "name" {
+    algorithm ...; secret "..."; };`` clauses (``tsig-keygen``); name and algorithm may be
+    "". With several clauses ``key_name`` picks one. Errors name ``source``, never the
+    secret."""
+    clauses = _KEY_CLAUSE.findall(text)
+    if not clauses:
+        secret = text.strip()
+        if not secret or any(c.isspace() for c in secret):
+            raise InvalidInput(f"{source} holds neither a base64 secret nor a key clause")
+        return "", "", secret
+    wanted = key_name.rstrip(".").lower() if key_name else None
+    for name, body in clauses:
+        if wanted is None or name.rstrip(".").lower() == wanted:
+            secret_match = _SECRET.search(body)
+            if secret_match is None:
+                raise InvalidInput(f"the key {name!r} in {source} has no secret")
+            algorithm_match = _ALGORITHM.search(body)
+            algorithm = algorithm_match.group(1) if algorithm_match else ""
+            return name, algorithm, secret_match.group(1)
+    names = ", ".join(repr(name) for name, _ in clauses)
+    raise InvalidInput(f"no key {key_name!r} in {source} (it has {names})")
 
 
 class _Key(dns.tsig.Key):
@@ -66,6 +106,50 @@ class Rfc2136Solver(DnsChallengeSolver):
     """
 
     _needs_zone = True
+    options: ClassVar[tuple[SolverOption, ...]] = (
+        SolverOption(name="server", help="HOST[:PORT] of the primary nameserver", required=True),
+        SolverOption(
+            name="tsig-key-name",
+            help="the TSIG key's name (default: from a BIND key file given as tsig-secret)",
+        ),
+        SolverOption(
+            name="tsig-secret",
+            help="the base64 TSIG secret, or a BIND key file (tsig-keygen output)",
+            required=True,
+            secret=True,
+            env=("ACMELITE_TSIG_SECRET",),
+        ),
+        SolverOption(
+            name="tsig-algorithm",
+            help="the TSIG algorithm (default: from the key file, else hmac-sha256)",
+        ),
+        SolverOption(name="zone", help="the zone to update (default: found by SOA queries)"),
+        SolverOption(name="ttl", help="TTL of the TXT records", default="60"),
+        *PROPAGATION_OPTIONS,
+    )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> Rfc2136Solver:
+        """Build from the string options of :attr:`options` (see the registry)."""
+        given_name = options.get("tsig-key-name") or None
+        file_name, file_algorithm, secret = parse_tsig_key(
+            options["tsig-secret"], given_name, source="the TSIG secret (option tsig-secret)"
+        )
+        key_name = given_name or file_name
+        if not key_name:
+            raise InvalidInput(
+                "solver 'rfc2136' needs option 'tsig-key-name' (the secret is no BIND key"
+                " file that names its key)"
+            )
+        return cls(
+            options["server"],
+            key_name,
+            secret,
+            tsig_algorithm=options.get("tsig-algorithm") or file_algorithm or "hmac-sha256",
+            zone=options.get("zone") or None,
+            ttl=int(number_option(options, "ttl", integer=True)),
+            propagation=propagation_from_options(options),
+        )
 
     def __init__(
         self,
@@ -165,7 +249,7 @@ class Rfc2136Solver(DnsChallengeSolver):
         try:
             address = resolve_address(self.server.host)
             response = dns.query.tcp(update, address, port=self.server.port, timeout=self.timeout)
-        except QueryError as exc:
+        except DnsQueryError as exc:
             raise SolverError(
                 f"cannot send the update for zone {zone.rstrip('.')}: {exc}"
             ) from None
@@ -204,8 +288,8 @@ class Rfc2136Solver(DnsChallengeSolver):
             )
         if rcode == dns.rcode.NOTAUTH:
             raise SolverError(
-                f"server {server} is not authoritative for zone {zone.rstrip('.')} (NOTAUTH): "
-                "point --dns-server at the zone's primary or set --dns-zone"
+                f"server {server} is not authoritative for zone {zone.rstrip('.')} (NOTAUTH)",
+                code="dns-notauth",
             )
         raise SolverError(f"server {where} answered {dns.rcode.to_text(rcode)} to the update")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from acmelite.renewal import STATE_FILE
+from acmelite.managed import STATE_FILE
 from acmelite.testing.pebble import Pebble
 from tests.integration.test_renew import issue, renew, window_in_the_past
 from tests.support import issue_argv, key_matches_cert, run_cli, verify_chain
@@ -58,11 +58,21 @@ def test_failing_hook_after_issue_keeps_the_files(
     argv = issue_argv(pebble, tmp_path, "fail.deploy.test")
     result = run_cli([*argv, "--deploy-hook", FRAGILE_HOOK], capsys)
     assert result.code == 1
-    assert result.err.splitlines()[-1] == (
-        'acmelite: error: deploy hook exited with status 4: error: deployments.apps "web"'
-        " is forbidden"
-    )
     out = tmp_path / "out"
+    assert result.err.splitlines()[-1] == (
+        f"acmelite: error: the certificate is installed in {out}, but deploy hook exited with"
+        ' status 4: error: deployments.apps "web" is forbidden; the hook runs again on the next'
+        " renewal"
+    )
+    # The failure is remembered: the next renew runs the hook again (and again, until it works).
+    assert json.loads((out / STATE_FILE).read_text())["deploy_pending"] is True
+    code, (decision,), err = renew(capsys, str(out))
+    assert code == 1 and decision["status"] == "failed", err
+    assert "the deploy hook failed again" in decision["reason"]
+    (tmp_path / "break").unlink()
+    code, (decision,), err = renew(capsys, str(out))
+    assert code == 0 and decision["status"] == "not-due", err
+    assert json.loads((out / STATE_FILE).read_text())["deploy_pending"] is False
     verify_chain((out / "fullchain.pem").read_bytes(), pebble.roots(), "fail.deploy.test")
     assert json.loads((out / "renewal.json").read_text())["deploy_hook"] == FRAGILE_HOOK
 

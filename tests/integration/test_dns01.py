@@ -17,8 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from acmelite.solvers.hook import HookSolver
+from acmelite.solvers.rfc2136 import Rfc2136Solver
 from cryptography import x509
 
+from acmelite.challenges import ChallengeTask, Solver
 from acmelite.client import AcmeClient, CertificateBundle
 from acmelite.dns.propagation import PropagationSettings
 from acmelite.dns.query import Lookup, Server
@@ -26,11 +29,9 @@ from acmelite.dns.zone import find_zone, follow_cname, nameservers
 from acmelite.errors import SolverError
 from acmelite.keys import AccountKey
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask, Solver
-from acmelite.solvers.dns01 import HookSolver, Rfc2136Solver
 from acmelite.testing.bind import BindNotFound, BindServer
 from acmelite.testing.pebble import Pebble, PebbleServer
-from tests.support import CliResult, issue_argv, run_cli, verify_chain
+from tests.support import CliResult, issue_argv, run_cli, verify_chain, without_http
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dns-01.md"
 
@@ -472,7 +473,7 @@ def _dns_argv(
         f'\tsecret "{secret or bind.key_secret}";\n}};\n'
     )
     return [
-        *issue_argv(pebble, tmp_path, *names),
+        *without_http(issue_argv(pebble, tmp_path, *names)),
         "--challenge", "dns-01", "--dns", "rfc2136", "--dns-server", bind.address,
         "--tsig-key-name", bind.key_name, "--tsig-secret-file", str(key_file),
         "--dns-resolver", bind.address, "--dns-propagation-timeout", "10",
@@ -546,7 +547,7 @@ def test_cli_key_that_may_not_update_the_zone(
 
 def _hook_argv(pebble: Pebble, bind: BindServer, tmp_path: Path, name: str, hook: str) -> list[str]:
     return [
-        *issue_argv(pebble, tmp_path, name),
+        *without_http(issue_argv(pebble, tmp_path, name)),
         "--challenge", "dns-01", "--dns", "hook", "--dns-hook", hook,
         "--dns-resolver", bind.address, "--dns-propagation-timeout", "1",
     ]  # fmt: skip

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from acmelite.challenges import ChallengeTask
 from acmelite.errors import AcmeliteError, SolverError
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.http01 import ACME_CHALLENGE_PATH, StandaloneSolver, WebrootSolver
 from acmelite.storage import OutputLock, write_output_dir
 from tests.reliability import Ledger

@@ -19,7 +19,8 @@ import requests
 from cryptography import x509
 
 from acmelite import AccountKey, AcmeClient
-from acmelite.renewal import STATE_FILE, certificate_id
+from acmelite.csr import certificate_id
+from acmelite.managed import STATE_FILE
 from acmelite.solvers.http01 import StandaloneSolver
 from acmelite.testing.pebble import Pebble
 from tests.support import (
@@ -203,7 +204,7 @@ def _closed_port() -> int:
 
 def _set_challenge_port(out: Path, port: int) -> None:
     config = json.loads((out / "renewal.json").read_text())
-    config["challenge"]["http_port"] = port
+    config["challenge"]["options"]["port"] = str(port)
     (out / "renewal.json").write_text(json.dumps(config))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from acmelite import AccountKey, AcmeClient
+from acmelite.challenges import ChallengeTask
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.http01 import StandaloneSolver, WebrootSolver
 from acmelite.testing import free_port
 from acmelite.transport import Transport

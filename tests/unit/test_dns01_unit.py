@@ -5,23 +5,21 @@ The solvers against a real BIND are in tests/integration/test_dns01.py.
 
 from __future__ import annotations
 
-import argparse
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 
 import dns.message
 import dns.rdatatype
 import pytest
 
-from acmelite.cli.dns_options import add_dns_arguments, build_dns_solver, read_tsig_key_file
+from acmelite.challenges import ChallengeTask
 from acmelite.dns.propagation import Expectation, PropagationSettings, wait_for_txt
-from acmelite.dns.query import Lookup, QueryError, Server, parse_server
+from acmelite.dns.query import Lookup, Server, parse_server
 from acmelite.dns.zone import find_zone, follow_cname, nameservers
-from acmelite.errors import InvalidInput, SolverError
+from acmelite.errors import DnsQueryError, InvalidInput, SolverError
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
-from acmelite.solvers.dns01 import HookSolver, Rfc2136Solver, solver_from_options
+from acmelite.solvers.hook import HookSolver
+from acmelite.solvers.rfc2136 import Rfc2136Solver
 
 SECRET = "c3VwZXItc2VjcmV0LXRzaWcta2V5LW1hdGVyaWFsLTEyMzQ="
 
@@ -137,105 +135,6 @@ def test_solver_refuses_other_challenge_types_and_cleans_up_nothing_unpublished(
     solver.cleanup([_task("example.test")])  # perform never published: nothing to run
 
 
-# -- the factory and the CLI options ---------------------------------------------------------
-
-
-def test_solver_from_options_names_missing_options() -> None:
-    with pytest.raises(InvalidInput) as caught:
-        solver_from_options(dns="rfc2136", server="127.0.0.1")
-    assert str(caught.value) == (
-        "--dns rfc2136 needs --tsig-key-name NAME, --tsig-secret or --tsig-secret-file"
-    )
-    with pytest.raises(InvalidInput, match="--dns hook needs --dns-hook CMD"):
-        solver_from_options(dns="hook")
-    with pytest.raises(InvalidInput, match="--dns-server go with --dns rfc2136"):
-        solver_from_options(dns="hook", hook="x", server="127.0.0.1")
-    with pytest.raises(InvalidInput, match="unknown DNS solver 'route53'"):
-        solver_from_options(dns="route53")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acmelite issue")
-    parser.add_argument("--challenge", default="dns-01")
-    add_dns_arguments(parser)
-    return parser
-
-
-def test_cli_builds_rfc2136_with_the_secret_from_the_environment() -> None:
-    args = _parser().parse_args(
-        ["--dns", "rfc2136", "--dns-server", "127.0.0.1:5353", "--tsig-key-name", "k",
-         "--dns-zone", "example.test", "--dns-propagation-timeout", "0",
-         "--dns-resolver", "127.0.0.1:5353"]
-    )  # fmt: skip
-    solver = build_dns_solver(args, environ={"ACMELITE_TSIG_SECRET": SECRET})
-    assert isinstance(solver, Rfc2136Solver)
-    assert solver.server == Server("127.0.0.1", 5353)
-    assert solver.zone == "example.test."
-    assert solver.propagation == PropagationSettings(timeout=0, resolver="127.0.0.1:5353")
-    with pytest.raises(InvalidInput, match="needs --tsig-secret or --tsig-secret-file"):
-        build_dns_solver(args, environ={})
-
-
-def test_cli_reads_a_tsig_keygen_file(tmp_path: Path) -> None:
-    key_file = tmp_path / "acme.key"
-    key_file.write_text(
-        'key "other" {\n\talgorithm hmac-sha256;\n\tsecret "b3RoZXI=";\n};\n'
-        f'key "acmelite-example" {{\n\talgorithm hmac-sha512;\n\tsecret "{SECRET}";\n}};\n'
-    )
-    assert read_tsig_key_file(key_file, "acmelite-example.") == (
-        "acmelite-example",
-        "hmac-sha512",
-        SECRET,
-    )
-    assert read_tsig_key_file(key_file) == ("other", "hmac-sha256", "b3RoZXI=")
-    with pytest.raises(InvalidInput, match="no key 'missing'"):
-        read_tsig_key_file(key_file, "missing")
-    args = _parser().parse_args(
-        ["--dns", "rfc2136", "--dns-server", "ns1.example.test",
-         "--tsig-key-name", "acmelite-example", "--tsig-secret-file", str(key_file)]
-    )  # fmt: skip
-    solver = build_dns_solver(args, environ={})
-    assert isinstance(solver, Rfc2136Solver)
-    assert (solver.tsig_key_name, solver.tsig_algorithm) == ("acmelite-example.", "hmac-sha512")
-
-
-def test_cli_reads_a_bare_secret_file_and_reports_unreadable_ones(tmp_path: Path) -> None:
-    bare = tmp_path / "secret"
-    bare.write_text(SECRET + "\n")
-    assert read_tsig_key_file(bare) == ("", "", SECRET)
-    with pytest.raises(InvalidInput, match="cannot read the TSIG secret file"):
-        read_tsig_key_file(tmp_path / "missing")
-    bare.write_text("two words\n")
-    with pytest.raises(InvalidInput, match="neither a base64 secret nor a key clause"):
-        read_tsig_key_file(bare)
-
-
-def test_cli_usage_errors_exit_2_without_showing_the_secret(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    parser = _parser()
-    args = parser.parse_args(["--dns", "rfc2136", "--tsig-secret", SECRET, "--tsig-key-name", "k"])
-    with pytest.raises(SystemExit) as caught:
-        build_dns_solver(args, environ={}, parser=parser)
-    assert caught.value.code == 2
-    err = capsys.readouterr().err
-    assert "--dns rfc2136 needs --dns-server HOST[:PORT]" in err
-    assert SECRET not in err
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--dns-propagation-timeout", "-1"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--tsig-secret", "a", "--tsig-secret-file", "b"])
-    with pytest.raises(InvalidInput, match="needs --dns"):
-        build_dns_solver(parser.parse_args([]), environ={})
-
-
-def test_cli_builds_the_hook_solver() -> None:
-    args = _parser().parse_args(["--dns", "hook", "--dns-hook", "/bin/hook --flag"])
-    solver = build_dns_solver(args, environ={"ACMELITE_TSIG_SECRET": SECRET})
-    assert isinstance(solver, HookSolver)
-    assert solver.command == ("/bin/hook", "--flag")
-
-
 # -- canned answers: CNAME chains, zone cuts, nameservers ------------------------------------
 
 
@@ -273,7 +172,7 @@ def test_follow_cname_detects_loops_and_long_chains() -> None:
         ("a.test.", "CNAME"): ";ANSWER\na.test. 60 IN CNAME b.test.",
         ("b.test.", "CNAME"): ";ANSWER\nb.test. 60 IN CNAME a.test.",
     })  # fmt: skip
-    with pytest.raises(QueryError, match=r"CNAME loop: a.test. -> b.test. -> a.test."):
+    with pytest.raises(DnsQueryError, match=r"CNAME loop: a.test. -> b.test. -> a.test."):
         follow_cname(loop, "a.test.")
     chain = CannedLookup(
         {
@@ -281,7 +180,7 @@ def test_follow_cname_detects_loops_and_long_chains() -> None:
             for i in range(20)
         }
     )
-    with pytest.raises(QueryError, match=r"more than 3 CNAMEs from n0\.test\."):
+    with pytest.raises(DnsQueryError, match=r"more than 3 CNAMEs from n0\.test\."):
         follow_cname(chain, "n0.test.", max_hops=3)
 
 
@@ -306,7 +205,7 @@ def test_find_zone_from_negative_answers_apex_and_referrals() -> None:
         authoritative=False,
     )  # fmt: skip
     assert find_zone(referral, "_acme-challenge.sub.example.test.") == "sub.example.test."
-    with pytest.raises(QueryError, match=r"no SOA record found at or above a\.test\."):
+    with pytest.raises(DnsQueryError, match=r"no SOA record found at or above a\.test\."):
         find_zone(CannedLookup({}), "a.test.")
 
 
@@ -325,7 +224,7 @@ def test_nameservers_use_glue_then_lookups_and_prefer_ipv4() -> None:
         "ns1.example.test (192.0.2.1:5353)",
         "ns2.example.test ([2001:db8::2]:5353)",
     ]
-    with pytest.raises(QueryError, match=r"no NS records found for zone nothing\.test\."):
+    with pytest.raises(DnsQueryError, match=r"no NS records found for zone nothing\.test\."):
         nameservers(CannedLookup({}), "nothing.test.")
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from acmelite.challenges import ChallengeTask
 from acmelite.deploy import run_deploy_hook
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.hook import HookSolver
 
 SECRETS = {"ACMELITE_TSIG_SECRET": "c2VjcmV0LXRzaWc=", "ACMELITE_EAB_HMAC_KEY": "ZWFiLWtleQ"}

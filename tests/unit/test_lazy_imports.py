@@ -13,8 +13,6 @@ import sys
 import pytest
 
 import acmelite
-from acmelite.cli import dns_options
-from acmelite.solvers import dns01
 
 HEAVY = ("requests", "urllib3", "cryptography", "josepy", "dns")
 
@@ -61,8 +59,3 @@ def test_star_import_gives_the_public_api() -> None:
     assert {n for n in namespace if not n.startswith("__")} | {"__version__"} == set(
         acmelite.__all__
     )
-
-
-def test_dns_choices_written_out_in_the_cli_match_the_solvers() -> None:
-    assert dns_options.DNS_SOLVERS == dns01.DNS_SOLVERS
-    assert sorted(dns_options.TSIG_ALGORITHM_NAMES) == sorted(dns01.TSIG_ALGORITHMS)

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from acmelite import AccountKey, AcmeClient, ChallengeTask
+from acmelite.accounts import REVOCATION_REASONS, revocation_reason_code
 from acmelite.cli import build_parser
 from acmelite.cli.revoke import REASONS
-from acmelite.client import REVOCATION_REASONS, revocation_reason_code
 from acmelite.errors import InvalidInput
 from acmelite.jws import eab_jws
 from acmelite.keys import generate_private_key

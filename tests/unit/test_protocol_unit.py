@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy import jwa
 
+from acmelite.challenges import ChallengeTask
 from acmelite.csr import csr_identifiers, load_csr, make_csr
 from acmelite.errors import (
     BadNonceError,
@@ -27,7 +28,6 @@ from acmelite.errors import (
 from acmelite.jws import eab_jws, sign_request
 from acmelite.keys import AccountKey, generate_private_key, jwk_thumbprint, load_private_key
 from acmelite.models import Authorization, Directory, Order, parse_timestamp
-from acmelite.solvers.base import ChallengeTask
 from acmelite.transport import NoncePool, parse_links, parse_retry_after
 
 # RFC 7638 §3.1: the example RSA key and its SHA-256 thumbprint.

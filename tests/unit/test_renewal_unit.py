@@ -13,7 +13,6 @@ import re
 import socket
 import stat
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,8 +21,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acmelite.accounts import AccountClient
 from acmelite.cli import build_parser
-from acmelite.cli.renew import renewal_config
+from acmelite.config import CertificateConfig, load_config, save_config
+from acmelite.csr import certificate_id
 from acmelite.deploy import (
     DeployHookError,
     SecretRef,
@@ -31,26 +32,23 @@ from acmelite.deploy import (
     secret_manifest,
     write_secret,
 )
-from acmelite.errors import InvalidInput, Problem, ProblemError, problem_error
-from acmelite.keys import private_key_pem
-from acmelite.models import RenewalInfo
+from acmelite.errors import InvalidInput, Problem, ProblemError
+from acmelite.keys import AccountKey, private_key_pem
+from acmelite.managed import STATE_FILE, load_state, save_state
+from acmelite.models import Directory, RenewalInfo
 from acmelite.renewal import (
-    STATE_FILE,
     AriRecord,
-    RenewalConfig,
     RenewalState,
+    ari_answered,
+    ari_failed,
+    ari_unsupported,
     backoff_delay,
-    certificate_id,
     decide,
     lifetime_threshold,
-    load_config,
-    load_state,
     pick_moment,
-    refresh_ari,
     refused_replaces,
-    save_config,
-    save_state,
 )
+from acmelite.solvers import ChallengeConfig
 from acmelite.transport import Response
 from tests.support import run_cli
 
@@ -132,7 +130,7 @@ def test_decide_by_lifetime() -> None:
     assert decide(cert, now=NOW + dt.timedelta(days=3)).due
     expired = decide(cert, now=NOW + dt.timedelta(days=7))
     assert expired.due and "expired" in expired.reason
-    assert decide(cert, now=NOW, force=True).reason == "forced (--force)"
+    assert decide(cert, now=NOW, force=True).reason == "forced"
 
 
 def _ari(window: RenewalInfo | None, renew_at: dt.datetime | None, **kw: Any) -> AriRecord:
@@ -188,59 +186,58 @@ def test_pick_moment_is_uniform_and_repeatable() -> None:
 
 
 class FakeTransport:
-    def __init__(
-        self, body: object, retry_after: str | None = None, error: Exception | None = None
-    ):
+    def __init__(self, body: object, retry_after: str | None = None):
         self.body = body
         self.retry_after = retry_after
-        self.error = error
         self.urls: list[str] = []
 
     def get(self, url: str) -> Response:
         self.urls.append(url)
-        if self.error is not None:
-            raise self.error
         headers = {"Retry-After": self.retry_after} if self.retry_after else {}
         return Response(url, 200, headers, json.dumps(self.body).encode())
 
+    def close(self) -> None:
+        pass
 
-def fake_client(transport: FakeTransport, renewal_info: str = "https://ca.test/ari/") -> Any:
-    return SimpleNamespace(
-        directory=SimpleNamespace(renewal_info=renewal_info),
-        directory_url="https://ca.test/dir",
-        transport=transport,
-    )
+
+def ari_client(transport: FakeTransport, renewal_info: str = "https://ca.test/ari/") -> Any:
+    client = AccountClient("https://ca.test/dir", AccountKey.generate(), transport=transport)  # type: ignore[arg-type]
+    directory = {"newNonce": "n", "newAccount": "a", "newOrder": "o", "renewalInfo": renewal_info}
+    client._directory = Directory.from_json(directory)
+    return client
 
 
 def _window_json(start: dt.datetime, end: dt.datetime) -> dict[str, object]:
     return {"suggestedWindow": {"start": start.isoformat(), "end": end.isoformat()}}
 
 
-def test_refresh_ari_requests_cert_id_and_honours_retry_after() -> None:
+def test_renewal_info_requests_cert_id_and_reads_retry_after() -> None:
     cert = make_cert()
     start, end = NOW + dt.timedelta(days=59), NOW + dt.timedelta(days=61)
     transport = FakeTransport(_window_json(start, end), retry_after="21600")
-    record = refresh_ari(fake_client(transport), cert, previous=None, now=NOW)
+    window, retry_after = ari_client(transport).renewal_info(cert)
     assert transport.urls == [f"https://ca.test/ari/{certificate_id(cert)}"]
-    assert record.window is not None and record.window.start == start
+    assert (window.start, window.end, retry_after) == (start, end, 21600)
+    record = ari_answered(certificate_id(cert), window, retry_after=retry_after, previous=None,
+                          now=NOW)  # fmt: skip
     assert record.renew_at is not None and start <= record.renew_at <= end
     assert record.next_fetch == NOW + dt.timedelta(hours=6)
     assert record.cert_id == certificate_id(cert)
+    with pytest.raises(InvalidInput, match="offers no renewalInfo"):
+        ari_client(transport, renewal_info="").renewal_info(cert)
 
 
 @pytest.mark.parametrize(
-    ("header", "wait"),
+    ("retry_after", "wait"),
     [
-        ("5", dt.timedelta(minutes=1)),
-        ("9999999", dt.timedelta(hours=24)),
+        (5.0, dt.timedelta(minutes=1)),
+        (9999999.0, dt.timedelta(hours=24)),
         (None, dt.timedelta(hours=6)),
     ],
 )
-def test_retry_after_is_clamped(header: str | None, wait: dt.timedelta) -> None:
-    body = _window_json(NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=2))
-    record = refresh_ari(
-        fake_client(FakeTransport(body, header)), make_cert(), previous=None, now=NOW
-    )
+def test_retry_after_is_clamped(retry_after: float | None, wait: dt.timedelta) -> None:
+    window = RenewalInfo(start=NOW + dt.timedelta(days=1), end=NOW + dt.timedelta(days=2))
+    record = ari_answered("id", window, retry_after=retry_after, previous=None, now=NOW)
     assert record.next_fetch == NOW + wait
 
 
@@ -254,31 +251,24 @@ def test_stored_moment_kept_while_window_stands() -> None:
         window=RenewalInfo(start=start, end=end),
         renew_at=start + dt.timedelta(hours=3),
     )
-    same = refresh_ari(
-        fake_client(FakeTransport(_window_json(start, end))), cert, previous=stored, now=NOW
-    )
+    same = ari_answered(stored.cert_id, RenewalInfo(start=start, end=end), retry_after=None,
+                        previous=stored, now=NOW)  # fmt: skip
     assert same.renew_at == start + dt.timedelta(hours=3)
-    moved = _window_json(NOW - dt.timedelta(hours=2), NOW - dt.timedelta(hours=1))
-    new = refresh_ari(fake_client(FakeTransport(moved)), cert, previous=stored, now=NOW)
+    moved = RenewalInfo(start=NOW - dt.timedelta(hours=2), end=NOW - dt.timedelta(hours=1))
+    new = ari_answered(stored.cert_id, moved, retry_after=None, previous=stored, now=NOW)
     assert new.renew_at is not None and new.renew_at < NOW
 
 
-def test_refresh_ari_failures_fall_back() -> None:
-    cert = make_cert()
-    limited = problem_error(Problem(type="urn:ietf:params:acme:error:rateLimited", status=429),
-                            retry_after=120)  # fmt: skip
-    record = refresh_ari(
-        fake_client(FakeTransport({}, error=limited)), cert, previous=None, now=NOW
-    )
-    assert record.window is None and "rateLimited" in record.error
+def test_ari_failures_and_absence_fall_back() -> None:
+    record = ari_failed("id", "rateLimited", retry_after=120, now=NOW)
+    assert record.window is None and record.error == "rateLimited"
     assert record.next_fetch == NOW + dt.timedelta(minutes=2)
-    backwards = _window_json(NOW + dt.timedelta(days=2), NOW + dt.timedelta(days=1))
-    bad = refresh_ari(fake_client(FakeTransport(backwards)), cert, previous=None, now=NOW)
-    assert bad.window is None and "start <= end" in bad.error
-    none = refresh_ari(
-        fake_client(FakeTransport({}), renewal_info=""), cert, previous=None, now=NOW
+    assert ari_failed("id", "x", retry_after=None, now=NOW).next_fetch == NOW + dt.timedelta(
+        hours=1
     )
+    none = ari_unsupported("id", now=NOW)
     assert none.window is None and not none.error
+    assert decide(make_cert(), now=NOW, ari=record).reason.endswith("ARI failed")
 
 
 def test_refused_replaces() -> None:
@@ -314,21 +304,61 @@ def test_state_round_trip_and_unreadable_state(tmp_path: Path) -> None:
     assert load_state(tmp_path) == RenewalState()
 
 
-def test_config_round_trip_keeps_no_secret(tmp_path: Path) -> None:
-    config = RenewalConfig(
+def test_config_round_trip_and_refusals(tmp_path: Path) -> None:
+    config = CertificateConfig(
         server="https://ca.test/dir",
-        names=("a.test",),
-        challenge={"type": "dns-01", "dns": "rfc2136", "tsig_secret": "c2VjcmV0", "eab": "k"},
-    )
+        names=("a.test", "*.a.test"),
+        account_key="/k",
+        challenge=ChallengeConfig(type="dns-01", solver="rfc2136",
+                                  options={"server": "ns1", "tsig-secret": "@/s"}),
+    )  # fmt: skip
     save_config(tmp_path, config)
-    text = (tmp_path / "renewal.json").read_text()
-    assert "c2VjcmV0" not in text and "eab" not in text
-    assert load_config(tmp_path).challenge == {"type": "dns-01", "dns": "rfc2136"}
-    with pytest.raises(InvalidInput, match="acmelite issue --out"):
+    assert stat.S_IMODE((tmp_path / "renewal.json").stat().st_mode) == 0o600
+    assert load_config(tmp_path) == config
+    assert json.loads((tmp_path / "renewal.json").read_text())["version"] == 2
+    with pytest.raises(InvalidInput, match=r"renewal\.json not found"):
         load_config(tmp_path / "nothing")
+    with pytest.raises(InvalidInput, match="wildcards can only be validated by dns-01"):
+        CertificateConfig(server="https://ca.test/d", names=("*.a.test",), account_key="/k")
+    with pytest.raises(InvalidInput, match="cannot validate IP identifiers"):
+        CertificateConfig(server="https://ca.test/d", names=("127.0.0.1",), account_key="/k",
+                          challenge=ChallengeConfig(type="dns-01", solver="hook"))  # fmt: skip
+    with pytest.raises(TypeError, match="not one string"):
+        CertificateConfig(server="https://ca.test/d", names="a.test", account_key="/k")  # type: ignore[arg-type]
+    (tmp_path / "renewal.json").write_text('{"version": 9, "server": "x", "names": ["a"]}')
+    with pytest.raises(InvalidInput, match="written by a newer acmelite"):
+        load_config(tmp_path)
 
 
-def test_issue_options_become_renewal_json_without_secrets(tmp_path: Path) -> None:
+def test_version_1_renewal_json_reads_as_the_same_configuration() -> None:
+    v1 = {
+        "version": 1, "server": "https://ca.test/dir", "names": ["*.a.test"], "key_type": "ec384",
+        "account_key": "", "ca_bundle": None, "profile": None, "preferred_chain": None,
+        "deploy_hook": "reload", "k8s_secret": None, "csr": None,
+        "challenge": {"type": "dns-01", "dns": "rfc2136", "dns_server": "127.0.0.1:53",
+                      "tsig_key_name": "acme", "tsig_secret_file": "/etc/acme.key",
+                      "dns_propagation_timeout": 120.0},
+    }  # fmt: skip
+    config = CertificateConfig.from_json(v1, source="renewal.json", account_key="/default.key")
+    assert config.account_key == "/default.key"
+    assert config.key_type == "ec384" and config.deploy_hook == "reload"
+    assert config.challenge == ChallengeConfig(type="dns-01", solver="rfc2136", options={
+        "server": "127.0.0.1:53", "tsig-key-name": "acme", "tsig-secret": "@/etc/acme.key",
+        "propagation-timeout": "120"})  # fmt: skip
+    http = CertificateConfig.from_json(
+        {"server": "https://ca.test/dir", "names": ["a.test"], "account_key": "/k",
+         "challenge": {"type": "http-01", "http_port": 5002, "http_address": "127.0.0.1",
+                       "webroot": None}},
+        source="renewal.json",
+    )  # fmt: skip
+    assert http.challenge == ChallengeConfig(
+        solver="standalone", options={"port": "5002", "address": "127.0.0.1"}
+    )
+
+
+def test_issue_options_become_a_config_without_secrets(tmp_path: Path) -> None:
+    from acmelite.cli.issue import _config
+
     secret = base64.b64encode(b"tsig secret bytes").decode()
     args = build_parser().parse_args([
         "issue", "-d", "*.example.test", "--server", "https://ca.test/dir",
@@ -339,12 +369,14 @@ def test_issue_options_become_renewal_json_without_secrets(tmp_path: Path) -> No
         "--profile", "shortlived", "--preferred-chain", "Root X2",
         "--deploy-hook", "systemctl reload nginx", "--k8s-secret", "web-tls/istio-system",
     ])  # fmt: skip
-    data = renewal_config(args, ["*.example.test"]).to_json()
+    config, runtime = _config(args)
+    data = config.absolute().to_json()
     text = json.dumps(data)
     assert secret not in text and "ZWFiIGtleQ" not in text and "kid-1" not in text
+    assert runtime == {"ACMELITE_DNS_TSIG_SECRET": secret}
     assert data["challenge"] == {
-        "type": "dns-01", "dns": "rfc2136", "dns_server": "127.0.0.1:53",
-        "dns_propagation_timeout": 120.0, "tsig_key_name": "acme",
+        "type": "dns-01", "solver": "rfc2136",
+        "options": {"server": "127.0.0.1:53", "tsig-key-name": "acme"},
     }  # fmt: skip
     assert data["profile"] == "shortlived" and data["preferred_chain"] == "Root X2"
     assert data["deploy_hook"] == "systemctl reload nginx"
@@ -417,8 +449,8 @@ def _cert_dir(tmp: Path, server: str, cert: x509.Certificate) -> Path:
     out = tmp / "out"
     out.mkdir()
     (out / "cert.pem").write_bytes(pem(cert))
-    save_config(out, RenewalConfig(server=server, names=("www.example.test",),
-                                   account_key=str(tmp / "a.key")))  # fmt: skip
+    save_config(out, CertificateConfig(server=server, names=("www.example.test",),
+                                       account_key=str(tmp / "a.key")))  # fmt: skip
     return out
 
 
@@ -488,9 +520,13 @@ def _blocks(doc: str, lang: str) -> list[str]:
 
 def test_documented_renewal_json_has_every_field() -> None:
     (documented,) = _blocks("kubernetes.md", "json")
-    fields = RenewalConfig(server="https://ca.test/dir", names=("a.test",)).to_json()
+    fields = CertificateConfig(
+        server="https://ca.test/dir", names=("a.test",), account_key="/k"
+    ).to_json()
     assert set(json.loads(documented)) == set(fields)
-    assert "secret" not in documented.replace("tsig_secret_file", "").replace("k8s_secret", "")
+    assert json.loads(documented)["version"] == fields["version"]
+    no_refs = documented.replace('"tsig-secret": "@', "").replace("k8s_secret", "")
+    assert "secret" not in no_refs
 
 
 def test_documented_manifests_parse_and_the_cronjob_maps_exit_3() -> None:

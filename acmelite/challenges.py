@@ -1,4 +1,4 @@
-"""The solver plugin interface (RFC 8555 §8) and the registry of solvers.
+"""What a challenge solver plugin is (RFC 8555 §8): the interface, with no implementation.
 
 A solver publishes the answers to a batch of challenges (``perform``) and removes them
 again (``cleanup``). It is batch-shaped on purpose: a DNS solver publishes every record of
@@ -7,32 +7,60 @@ challenge at once. The client always calls ``cleanup`` in a ``finally``, with th
 tasks, even when ``perform`` failed half-way — so ``cleanup`` must cope with answers that
 were never published.
 
-Third-party solvers register a class (or factory) under the entry-point group
-``acmelite.solvers``; :func:`load_solver_class` finds built-in and third-party ones alike.
+A solver that the command line and ``renewal.json`` can build also declares its
+``options`` (:class:`SolverOption`) and a ``from_options`` class method
+(:class:`ConfigurableSolver`); :mod:`acmelite.solvers.registry` finds such classes under the
+entry-point group ``acmelite.solvers`` and builds them. This module is a leaf: the client,
+the DNS machinery and every solver import it, and it imports only the models.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import ClassVar, Protocol, runtime_checkable
 
-from ..errors import InvalidInput
-from ..models import Challenge, Identifier
+from .models import Challenge, Identifier
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
     "ChallengeTask",
+    "ConfigurableSolver",
     "Solver",
+    "SolverOption",
     "ValidationWatcher",
-    "available_solvers",
-    "load_solver_class",
 ]
 
-ENTRY_POINT_GROUP = "acmelite.solvers"
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SolverOption:
+    """One option a solver plugin takes (always a string; the solver parses it).
+
+    ``secret`` options (passwords, API tokens, TSIG secrets) are never stored in
+    ``renewal.json`` nor accepted inline on the command line: they come from a file
+    (``@PATH``, read at every run) or from the environment. ``env`` names further
+    environment variables that supply the value (after ``ACMELITE_<TYPE>_<NAME>``).
+    A ``path`` option names a file or directory: it is stored made absolute.
+    """
+
+    name: str
+    help: str
+    required: bool = False
+    secret: bool = False
+    default: str | None = None
+    env: tuple[str, ...] = ()
+    path: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "help": self.help,
+            "required": self.required,
+            "secret": self.secret,
+            "default": self.default,
+            "path": self.path,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,16 +122,16 @@ class ValidationWatcher(Protocol):
         ``seen`` and every answer was fetched at least once; ``seen`` after ``timeout`` s."""
 
 
-def available_solvers() -> dict[str, str]:
-    """Solver names registered under ``acmelite.solvers``, mapped to their targets."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+@runtime_checkable
+class ConfigurableSolver(Solver, Protocol):
+    """A solver the registry can build from string options (a plugin usable from the CLI)."""
 
+    options: ClassVar[Sequence[SolverOption]]
 
-def load_solver_class(name: str) -> type[Solver]:
-    """The solver class registered as ``name`` (built-in or third-party)."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            loaded: type[Solver] = ep.load()
-            return loaded
-    known = ", ".join(sorted(available_solvers())) or "none"
-    raise InvalidInput(f"unknown solver {name!r}; installed solvers: {known}")
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> Solver:
+        """Build the solver; ``options`` holds resolved values of declared options only.
+
+        Raises :class:`~acmelite.errors.InvalidInput` for a value it cannot use.
+        """
+        ...

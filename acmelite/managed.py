@@ -1,0 +1,571 @@
+"""Managed certificates: one directory that acmelite issues into, renews and deploys from.
+
+A certificate directory holds the served files (``privkey.pem``, ``cert.pem``,
+``chain.pem``, ``fullchain.pem``, installed atomically by :mod:`acmelite.storage`), its
+configuration (``renewal.json``, a :class:`~acmelite.config.CertificateConfig`), what
+renewal learned (``.renewal-state.json``, a :class:`~acmelite.renewal.RenewalState`) and a
+lock. :class:`ManagedCertificate` is that directory as an object::
+
+    cert = ManagedCertificate.create("/etc/acmelite/api", config, agree_tos=True)
+    result = ManagedCertificate.open("/etc/acmelite/api").renew()   # hourly
+
+Theory of operation — one :meth:`ManagedCertificate.renew`, the policy being
+:func:`acmelite.renewal.decide` and this module doing the I/O around it:
+
+1. take the directory's lock (held by another run: ``skipped``); a deploy hook that failed
+   after the last issuance runs again first;
+2. during a back-off after failures: ``backing-off``, no request at all;
+3. fetch the ARI window when the stored answer is stale (``AcmeClient.renewal_info``),
+   and decide; not due: ``not-due`` with the next moment worth a look;
+4. due: order with ``replaces`` (RFC 9773 §5) and, if the CA refuses it, without; a stored
+   account URL the CA no longer knows is looked up again
+   (:func:`~acmelite.account_store.retry_stale_account`);
+5. install all files at once, write the Kubernetes Secret, reset the state, run the
+   deploy hook (a failure is remembered, and retried on every later run); a failed
+   issuance keeps the old files and starts the back-off: ``failed``.
+
+Nothing here prints or reads the command line; progress goes to :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography import x509
+
+from .account_store import AccountStore, retry_stale_account
+from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+from .config import CertificateConfig, load_config, save_config
+from .constants import serial_hex
+from .csr import certificate_id, certificate_names, load_csr
+from .deploy import SecretRef, run_deploy_hook, write_secret
+from .errors import AcmeliteError, DeployHookError, DirectoryLocked, InvalidInput, ProblemError
+from .keys import PrivateKey, load_private_key
+from .models import RenewalInfo
+from .renewal import (
+    Decision,
+    RenewalState,
+    ari_answered,
+    ari_failed,
+    ari_unsupported,
+    decide,
+    now_utc,
+    refused_replaces,
+    shares_a_name,
+)
+from .solvers.registry import solver_for
+from .storage import OutputLock, atomic_write
+
+__all__ = [
+    "STATE_FILE",
+    "DeployFailed",
+    "ManagedCertificate",
+    "RenewalResult",
+    "issue",
+    "load_state",
+    "save_state",
+]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = ".renewal-state.json"
+
+
+class DeployFailed(AcmeliteError):
+    """The certificate is installed, but the deploy hook failed; it runs again on the next
+    renewal. ``certificate`` is the directory, ``hook_error`` the hook's failure."""
+
+    def __init__(self, certificate: ManagedCertificate, hook_error: DeployHookError) -> None:
+        super().__init__(
+            f"the certificate is installed in {certificate.path}, but {hook_error};"
+            " the hook runs again on the next renewal"
+        )
+        self.certificate = certificate
+        self.hook_error = hook_error
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalResult:
+    """One certificate's renewal decision and outcome.
+
+    ``status`` is ``renewed``, ``not-due``, ``failed``, ``skipped`` (another run holds the
+    lock), ``backing-off`` (waiting after failures; no request made) or, for a dry run,
+    ``due``. ``certificate`` is the new bundle when renewed; ``error`` the failure.
+    """
+
+    path: Path
+    status: str
+    reason: str
+    names: tuple[str, ...] = ()
+    serial: str | None = None
+    not_after: dt.datetime | None = None
+    window: RenewalInfo | None = None
+    renew_at: dt.datetime | None = None
+    next_check: dt.datetime | None = None
+    failures: int = 0
+    replaces: str | None = None
+    order_url: str | None = None
+    certificate: CertificateBundle | None = None
+    error: AcmeliteError | None = None
+
+    def to_json(self) -> dict[str, object]:
+        def iso(value: dt.datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        window = None
+        if self.window is not None:
+            window = {
+                "start": iso(self.window.start),
+                "end": iso(self.window.end),
+                "explanation_url": self.window.explanation_url or None,
+            }
+        return {
+            "dir": str(self.path),
+            "status": self.status,
+            "reason": self.reason,
+            "names": list(self.names),
+            "serial": self.serial,
+            "not_after": iso(self.not_after),
+            "ari_window": window,
+            "renew_at": iso(self.renew_at),
+            "next_check": iso(self.next_check),
+            "failures": self.failures,
+            "replaces": self.replaces,
+            "order_url": self.order_url,
+        }
+
+
+def save_state(directory: str | os.PathLike[str], state: RenewalState) -> None:
+    """Write ``directory/.renewal-state.json`` atomically, 0600."""
+    data = json.dumps(state.to_json(), indent=2).encode() + b"\n"
+    atomic_write(Path(directory) / STATE_FILE, data, mode=0o600)
+
+
+def load_state(directory: str | os.PathLike[str]) -> RenewalState:
+    """The stored state; a missing or unreadable file is a fresh start (logged)."""
+    path = Path(directory) / STATE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return RenewalState()
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return RenewalState()
+    return RenewalState.from_json(data, source=str(path))
+
+
+# -- one issuance -----------------------------------------------------------------------------
+
+
+class _Session:
+    """The client of one configuration, opened on first use, reopened for a stale account."""
+
+    def __init__(
+        self,
+        config: CertificateConfig,
+        *,
+        insecure: bool,
+        timeout: float,
+        agree_tos: bool = False,
+        eab: ExternalAccountBinding | None = None,
+    ) -> None:
+        self.config = config
+        self.store = AccountStore(config.account_key)
+        self._options = {"insecure": insecure, "timeout": timeout}
+        self._agree_tos, self._eab = agree_tos, eab
+        self.client: AcmeClient | None = None
+
+    def open(self) -> AcmeClient:
+        if self.client is None:
+            self.client = self._new()
+        return self.client
+
+    def _new(self) -> AcmeClient:
+        config = self.config
+        return self.store.client(
+            config.server,
+            ca_bundle=config.ca_bundle,
+            insecure=bool(self._options["insecure"]),
+            timeout=float(self._options["timeout"]),
+            agree_tos=self._agree_tos,
+            contact=config.contact,
+            eab=self._eab,
+        )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def issue(
+        self, *, environ: Mapping[str, str] | None, private_key: PrivateKey | None = None,
+        replaces: str | None = None,
+    ) -> tuple[CertificateBundle, str | None]:  # fmt: skip
+        """Order, solve, finalize; with ``replaces``, and without if the CA refuses it."""
+        config = self.config
+        solver = solver_for(config.challenge, environ=environ)
+        csr = None
+        if config.csr is not None:
+            try:
+                csr = load_csr(Path(config.csr).read_bytes(), source=config.csr)
+            except OSError as exc:
+                raise InvalidInput(f"cannot read the CSR {config.csr}: {exc.strerror}") from None
+
+        def order(client: AcmeClient, replacing: str | None) -> CertificateBundle:
+            return client.issue(
+                list(config.names), solver=solver, key_type=config.key_type,
+                private_key=private_key, csr=csr, profile=config.profile, replaces=replacing,
+                preferred_chain=config.preferred_chain, timeout=float(self._options["timeout"]),
+            )  # fmt: skip
+
+        def attempt(client: AcmeClient) -> tuple[CertificateBundle, str | None]:
+            if replaces is None or not client.directory.renewal_info:
+                return order(client, None), None
+            try:
+                return order(client, replaces), replaces
+            except ProblemError as exc:
+                if exc.url != client.directory.new_order or not refused_replaces(exc):
+                    raise
+                log.warning("the CA refused replaces=%s (%s); ordering without it", replaces, exc)
+                return order(client, None), None
+
+        self.close()
+        result, self.client = retry_stale_account(self.store, self._new, attempt)
+        return result
+
+
+def issue(
+    config: CertificateConfig,
+    *,
+    agree_tos: bool = False,
+    eab: ExternalAccountBinding | None = None,
+    environ: Mapping[str, str] | None = None,
+    insecure: bool = False,
+) -> CertificateBundle:
+    """Issue one certificate for ``config`` and return it, installing nothing.
+
+    The account of ``config.account_key`` is created when ``agree_tos``. ``environ``
+    supplies solver options given as environment variables (default ``os.environ``).
+    Raises what :meth:`AcmeClient.issue` raises, and
+    :class:`~acmelite.account_store.AccountNotFound`.
+    """
+    session = _Session(config, insecure=insecure, timeout=config.timeout,
+                       agree_tos=agree_tos, eab=eab)  # fmt: skip
+    try:
+        return session.issue(environ=environ)[0]
+    finally:
+        session.close()
+
+
+# -- the directory ---------------------------------------------------------------------------
+
+
+class ManagedCertificate:
+    """One certificate directory: its configuration, state, lock and files.
+
+    Make one with :meth:`create` (issues into the directory) or :meth:`open` (an existing
+    one, written by :meth:`create` or ``acmelite issue --out``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: CertificateConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.config = config
+        self._environ = environ
+        self._insecure = insecure
+        #: The bundle of the last issuance by this object (None after :meth:`open`).
+        self.last_bundle: CertificateBundle | None = None
+
+    def __repr__(self) -> str:
+        return f"ManagedCertificate({str(self.path)!r}, names={list(self.config.names)!r})"
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        config: CertificateConfig,
+        *,
+        agree_tos: bool = False,
+        eab: ExternalAccountBinding | None = None,
+        environ: Mapping[str, str] | None = None,
+        insecure: bool = False,
+    ) -> ManagedCertificate:
+        """Issue a certificate into ``path`` (created, 0700) and make it renewable.
+
+        The configuration is stored with absolute paths in ``renewal.json``; a directory
+        that already holds a certificate gets a new one (the old files serve until the
+        new ones are complete). Raises :class:`DeployFailed` when only the deploy hook
+        failed (the certificate is installed; the hook runs again on the next renewal),
+        :class:`~acmelite.errors.DirectoryLocked` when another run holds the directory, and
+        whatever :func:`issue` raises — in which case nothing in ``path`` changed.
+        """
+        config = config.absolute()
+        cert = cls(path, config, environ=environ, insecure=insecure)
+        solver_for(config.challenge, environ=environ)  # every option checked before a request
+        with OutputLock(cert.path):
+            bundle = issue(config, agree_tos=agree_tos, eab=eab, environ=environ,
+                           insecure=insecure)  # fmt: skip
+            cert._install(bundle)
+            save_config(cert.path, config)
+            save_state(cert.path, RenewalState(last_renewal=now_utc()))
+            hook_error = cert._deploy()
+        cert.last_bundle = bundle
+        if hook_error is not None:
+            raise DeployFailed(cert, hook_error)
+        return cert
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        environ: Mapping[str, str] | None = None,
+        insecure: bool = False,
+        default_account_key: str = "",
+    ) -> ManagedCertificate:
+        """The certificate directory at ``path``; :class:`InvalidInput` if it has no
+        readable ``renewal.json``. ``default_account_key`` stands in for the key path of
+        a 0.1.0 ``renewal.json`` that stored none."""
+        return cls(
+            path, load_config(path, account_key=default_account_key), environ=environ,
+            insecure=insecure,
+        )  # fmt: skip
+
+    # -- what is there ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> RenewalState:
+        return load_state(self.path)
+
+    def certificate(self) -> x509.Certificate | None:
+        """The installed certificate, or None when ``cert.pem`` is missing or unreadable."""
+        try:
+            return x509.load_pem_x509_certificate((self.path / "cert.pem").read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def status(self, *, now: dt.datetime | None = None) -> RenewalResult:
+        """Where this certificate stands, from its files alone (no request): ``status`` is
+        what :meth:`renew` would do with the stored ARI answer — ``due``, ``not-due`` or
+        ``backing-off``."""
+        now = now or now_utc()
+        state, cert = self.state, self.certificate()
+        base = self._result(cert, state)
+        if state.next_attempt is not None and now < state.next_attempt:
+            return _backing_off(base, state, state.next_attempt)
+        decision = _decision(cert, state, now=now, force=False)
+        return _decided(base, decision, "due" if decision.due else "not-due")
+
+    # -- renewal ------------------------------------------------------------------------------
+
+    def renew(
+        self,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        reuse_key: bool = False,
+        timeout: float | None = None,
+    ) -> RenewalResult:
+        """Renew if due (see the module's theory of operation); never raises for the CA's,
+        the network's or the files' failures: they are the ``failed`` result (``error``),
+        and the old files keep serving. ``dry_run`` decides and changes nothing."""
+        session = _Session(self.config, insecure=self._insecure,
+                           timeout=timeout or self.config.timeout)  # fmt: skip
+        try:
+            if dry_run:
+                return self._renew(session, force=force, dry_run=True, reuse_key=reuse_key)
+            try:
+                lock = OutputLock(self.path).__enter__()
+            except DirectoryLocked as exc:
+                return RenewalResult(path=self.path, status="skipped", reason=str(exc),
+                                     names=self.config.names)  # fmt: skip
+            try:
+                return self._renew(session, force=force, dry_run=False, reuse_key=reuse_key)
+            finally:
+                lock.__exit__(None, None, None)
+        finally:
+            session.close()
+
+    def _renew(
+        self, session: _Session, *, force: bool, dry_run: bool, reuse_key: bool
+    ) -> RenewalResult:
+        now = now_utc()
+        state, cert = self.state, self.certificate()
+        if cert is None:
+            log.warning("%s: no readable cert.pem; renewing", self.path)
+        if state.deploy_pending and cert is not None and not dry_run:
+            failed = self._deploy_again(cert, state)
+            if failed is not None:
+                return failed
+            state = self.state
+        base = self._result(cert, state)
+        if not force and state.next_attempt is not None and now < state.next_attempt:
+            return _backing_off(base, state, state.next_attempt)
+        if cert is not None:
+            state = self._refresh_ari(session, cert, state, now)
+        decision = _decision(cert, state, now=now, force=force)
+        if not decision.due:
+            if not dry_run:
+                save_state(self.path, state)
+            return _decided(base, decision, "not-due")
+        if dry_run:
+            return _decided(base, decision, "due")
+        log.info("%s: due: %s", self.path, decision.reason)
+        return self._reissue(session, cert, state, decision, reuse_key=reuse_key)
+
+    def _refresh_ari(
+        self, session: _Session, cert: x509.Certificate, state: RenewalState, now: dt.datetime
+    ) -> RenewalState:
+        """The state with a fresh ARI answer when the stored one is stale (RFC 9773 §4.3)."""
+        try:
+            cert_id = certificate_id(cert)
+        except InvalidInput as exc:
+            log.warning("%s: no ARI (%s); using the lifetime rule", self.path, exc)
+            return replace(state, ari=None)
+        ari = state.ari
+        if ari is not None and ari.cert_id == cert_id and now < ari.next_fetch:
+            return state
+        try:
+            client = session.open()
+            if not client.directory.renewal_info:
+                return replace(state, ari=ari_unsupported(cert_id, now=now))
+            window, retry_after = client.renewal_info(cert)
+        except AcmeliteError as exc:
+            log.warning("%s: no ARI (%s); using the lifetime rule", self.path, exc)
+            wait = exc.retry_after if isinstance(exc, ProblemError) else None
+            return replace(state, ari=ari_failed(cert_id, str(exc), retry_after=wait, now=now))
+        record = ari_answered(cert_id, window, retry_after=retry_after, previous=ari, now=now)
+        return replace(state, ari=record)
+
+    def _reissue(
+        self, session: _Session, cert: x509.Certificate | None, state: RenewalState,
+        decision: Decision, *, reuse_key: bool,
+    ) -> RenewalResult:  # fmt: skip
+        base = _decided(self._result(cert, state), decision, "")
+        replaces = None
+        if cert is not None and shares_a_name(self.config.names, certificate_names(cert)):
+            replaces = certificate_id(cert)
+        try:
+            key = self._current_key() if reuse_key and self.config.csr is None else None
+            bundle, replaced = session.issue(
+                environ=self._environ, private_key=key, replaces=replaces
+            )
+            self._install(bundle)
+        except AcmeliteError as exc:
+            state = state.failed(str(exc), now=now_utc())
+            save_state(self.path, state)
+            log.error("%s: renewal failed (attempt %d); the old files stay: %s",
+                      self.path, state.failures, exc)  # fmt: skip
+            return replace(base, status="failed", reason=f"{decision.reason}; renewal failed:"
+                           f" {exc}", failures=state.failures, next_check=state.next_attempt,
+                           error=exc)  # fmt: skip
+        self.last_bundle = bundle
+        new = bundle.certificate
+        save_state(self.path, RenewalState(last_renewal=now_utc()))
+        reason = f"{decision.reason}; new certificate valid until {_when(new.not_valid_after_utc)}"
+        result = replace(
+            base, status="renewed", reason=reason, serial=serial_hex(new.serial_number),
+            not_after=new.not_valid_after_utc, failures=0, replaces=replaced,
+            order_url=bundle.order_url or None, certificate=bundle, next_check=None,
+        )  # fmt: skip
+        hook_error = self._deploy()
+        if hook_error is not None:
+            return replace(
+                result,
+                status="failed",
+                error=hook_error,
+                reason=f"{reason}, but {hook_error}; it runs again on the next renew",
+            )
+        return result
+
+    def _current_key(self) -> PrivateKey:
+        path = self.path / "privkey.pem"
+        try:
+            return load_private_key(path.read_bytes(), source=str(path))
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+    # -- installing and deploying ---------------------------------------------------------------
+
+    def _install(self, bundle: CertificateBundle) -> None:
+        bundle.write(self.path)
+        if self.config.k8s_secret:
+            written = write_secret(
+                self.path,
+                SecretRef.parse(self.config.k8s_secret),
+                fullchain_pem=bundle.fullchain_pem,
+                key_pem=bundle.key_pem,
+            )
+            log.info("wrote %s (Secret %s)", written, self.config.k8s_secret)
+
+    def _deploy(self) -> DeployHookError | None:
+        """Run the deploy hook, if any; its failure is recorded and returned."""
+        command = self.config.deploy_hook
+        if not command:
+            return None
+        log.info("running deploy hook: %s", command)
+        try:
+            output = run_deploy_hook(command, cert_dir=self.path, names=self.config.names)
+        except DeployHookError as exc:
+            log.error("%s: %s", self.path, exc)
+            save_state(self.path, replace(self.state, deploy_pending=True, last_error=str(exc)))
+            return exc
+        for line in output.splitlines():
+            log.info("  hook: %s", line)
+        if self.state.deploy_pending:
+            save_state(self.path, replace(self.state, deploy_pending=False, last_error=""))
+        return None
+
+    def _deploy_again(self, cert: x509.Certificate, state: RenewalState) -> RenewalResult | None:
+        """Re-run a deploy hook that failed last time; a result only if it fails again."""
+        log.info("%s: the deploy hook failed last time; running it again", self.path)
+        error = self._deploy()
+        if error is None:
+            return None
+        return replace(self._result(cert, self.state), status="failed", error=error,
+                       reason=f"the deploy hook failed again: {error}")  # fmt: skip
+
+    def _result(self, cert: x509.Certificate | None, state: RenewalState) -> RenewalResult:
+        return RenewalResult(
+            path=self.path, status="", reason="", names=self.config.names,
+            serial=serial_hex(cert.serial_number) if cert is not None else None,
+            not_after=cert.not_valid_after_utc if cert is not None else None,
+            failures=state.failures,
+        )  # fmt: skip
+
+
+def _decision(
+    cert: x509.Certificate | None, state: RenewalState, *, now: dt.datetime, force: bool
+) -> Decision:
+    if cert is None:
+        return Decision(due=True, reason="no readable cert.pem", next_check=now)
+    return decide(cert, now=now, ari=state.ari, force=force)
+
+
+def _decided(base: RenewalResult, decision: Decision, status: str) -> RenewalResult:
+    return replace(base, status=status, reason=decision.reason, window=decision.window,
+                   renew_at=decision.renew_at, next_check=decision.next_check)  # fmt: skip
+
+
+def _backing_off(base: RenewalResult, state: RenewalState, until: dt.datetime) -> RenewalResult:
+    reason = (
+        f"backing off until {_when(until)} after {state.failures} failed"
+        f" attempt(s); last error: {state.last_error}"
+    )
+    return replace(base, status="backing-off", reason=reason, next_check=until)
+
+
+def _when(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
