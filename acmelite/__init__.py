@@ -10,7 +10,9 @@ The high-level call::
     bundle = client.issue(["example.test"], solver=StandaloneSolver(port=5002))
     bundle.write("out/")
 
-Every protocol step below ``issue`` is public on :class:`AcmeClient`.
+Every protocol step below ``issue`` is public on :class:`AcmeClient`. A certificate that
+is renewed for ever is a :class:`ManagedCertificate` (a directory, configured by a
+:class:`CertificateConfig`); solvers are built by name from a :class:`ChallengeConfig`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .challenges import ChallengeTask, Solver
+    from .account_store import AccountNotFound, AccountStore
+    from .challenges import ChallengeTask, Solver, SolverOption
     from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+    from .config import CertificateConfig
     from .diagnose import Report, diagnose
     from .errors import (
         AcmeliteError,
         AuthorizationFailed,
         BadNonceError,
         DeadlineExceeded,
+        DeployHookError,
+        DirectoryLocked,
+        DnsQueryError,
         InvalidInput,
         NetworkError,
         Problem,
@@ -38,8 +45,10 @@ if TYPE_CHECKING:
         SolverError,
     )
     from .keys import AccountKey
+    from .managed import DeployFailed, ManagedCertificate, RenewalResult
     from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
     from .names import matches, parse_identifiers
+    from .solvers.registry import ChallengeConfig, solver_for
     from .tlsprobe import fetch_chain
     from .verify import VerifyReport, verify_deployment
 
@@ -50,6 +59,18 @@ if TYPE_CHECKING:
 # ``acmelite.AcmeClient`` imports ``acmelite.client``, and later lookups find the name in
 # this module's globals without coming back here.
 _LAZY = {
+    "AccountNotFound": "account_store",
+    "AccountStore": "account_store",
+    "CertificateConfig": "config",
+    "ChallengeConfig": "solvers.registry",
+    "DeployFailed": "managed",
+    "ManagedCertificate": "managed",
+    "RenewalResult": "managed",
+    "SolverOption": "challenges",
+    "solver_for": "solvers.registry",
+    "DeployHookError": "errors",
+    "DirectoryLocked": "errors",
+    "DnsQueryError": "errors",
     "AcmeClient": "client",
     "CertificateBundle": "client",
     "ExternalAccountBinding": "client",
@@ -100,19 +121,28 @@ def __dir__() -> list[str]:
 __all__ = [
     "Account",
     "AccountKey",
+    "AccountNotFound",
+    "AccountStore",
     "AcmeClient",
     "AcmeliteError",
     "Authorization",
     "AuthorizationFailed",
     "BadNonceError",
     "CertificateBundle",
+    "CertificateConfig",
     "Challenge",
+    "ChallengeConfig",
     "ChallengeTask",
     "DeadlineExceeded",
+    "DeployFailed",
+    "DeployHookError",
     "Directory",
+    "DirectoryLocked",
+    "DnsQueryError",
     "ExternalAccountBinding",
     "Identifier",
     "InvalidInput",
+    "ManagedCertificate",
     "NetworkError",
     "Order",
     "Problem",
@@ -120,14 +150,17 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RenewalInfo",
+    "RenewalResult",
     "Report",
     "Solver",
     "SolverError",
+    "SolverOption",
     "VerifyReport",
     "__version__",
     "diagnose",
     "fetch_chain",
     "matches",
     "parse_identifiers",
+    "solver_for",
     "verify_deployment",
 ]

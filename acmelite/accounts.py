@@ -154,7 +154,12 @@ class AccountClient:
                     url=directory.new_account,
                     alg=eab.alg,
                 )
-        resp = self._post(directory.new_account, payload, use_jwk=True)
+        try:
+            resp = self._post(directory.new_account, payload, use_jwk=True)
+        except ProblemError as exc:
+            if eab is not None and exc.problem.short_type in ("unauthorized", "malformed"):
+                exc.code = "eab-refused"  # the binding, most likely: callers may say so
+            raise
         if not resp.location:
             raise ProtocolError("newAccount answered without a Location header (the account URL)")
         self.account_url = resp.location

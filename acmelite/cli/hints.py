@@ -35,15 +35,15 @@ def hint(exc: AcmeliteError, args: argparse.Namespace | None = None) -> str:
     """The advice for ``exc`` ("" if there is none); ``args`` are the parsed options."""
     if exc.code in BY_CODE:
         return BY_CODE[exc.code]
-    if isinstance(exc, ProblemError):
-        kind = exc.problem.short_type
-        if kind in BY_PROBLEM:
-            return BY_PROBLEM[kind]
-        if kind == "unauthorized" and getattr(args, "eab_kid", None):
-            return (
-                "check --eab-kid, --eab-hmac-key and --eab-hmac-alg against your CA account"
-                " (some CAs accept each key id only once)"
-            )
+    if exc.code == "eab-refused":
+        kid = getattr(args, "eab_kid", None)
+        return (
+            f"the CA refused the External Account Binding of key id {kid!r}: check --eab-kid,"
+            " --eab-hmac-key and --eab-hmac-alg against your CA account (some CAs accept each"
+            " key id only once)"
+        )
+    if isinstance(exc, ProblemError) and exc.problem.short_type in BY_PROBLEM:
+        return BY_PROBLEM[exc.problem.short_type]
     return ""
 
 

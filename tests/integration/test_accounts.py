@@ -366,14 +366,14 @@ def test_refused_rollovers_leave_the_key_file_untouched(
     before = key.read_bytes()
 
     # 1. Pebble refuses the keyChange itself: an inner JWS naming the wrong old key.
-    import acmelite.client
+    import acmelite.accounts
 
     def wrong_old_key(old: AccountKey, new: AccountKey, *, url: str, account_url: str) -> object:
         return real(new, new, url=url, account_url=account_url)
 
-    real = acmelite.client._key_change_jws
+    real = acmelite.accounts._key_change_jws
     with monkeypatch.context() as patch:
-        patch.setattr(acmelite.client, "_key_change_jws", wrong_old_key)
+        patch.setattr(acmelite.accounts, "_key_change_jws", wrong_old_key)
         refused = run_cli(account_argv("rollover", pebble, key), capsys)
     assert refused.code == 1
     assert "wrong old key" in _last_line(refused.err)

@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from acmelite.solvers.hook import HookSolver
-from acmelite.solvers.rfc2136 import Rfc2136Solver
 from cryptography import x509
 
 from acmelite.challenges import ChallengeTask, Solver
@@ -29,6 +27,8 @@ from acmelite.dns.zone import find_zone, follow_cname, nameservers
 from acmelite.errors import SolverError
 from acmelite.keys import AccountKey
 from acmelite.models import Challenge, Identifier
+from acmelite.solvers.hook import HookSolver
+from acmelite.solvers.rfc2136 import Rfc2136Solver
 from acmelite.testing.bind import BindNotFound, BindServer
 from acmelite.testing.pebble import Pebble, PebbleServer
 from tests.support import CliResult, issue_argv, run_cli, verify_chain, without_http

@@ -19,13 +19,13 @@ from acmelite.solvers.http01 import StandaloneSolver
 from acmelite.testing.pebble import Pebble
 from tests.support import (
     issue_argv,
-    without_http,
     key_matches_cert,
     run_cli,
     run_cli_subprocess,
     serve_directory,
     tree_snapshot,
     verify_chain,
+    without_http,
 )
 
 
@@ -261,7 +261,7 @@ def test_ca_bundle_wins_over_requests_env(
 
 def test_library_tls_failure_is_network_error(pebble: Pebble) -> None:
     client = AcmeClient(pebble.directory_url, AccountKey.generate(), ca_bundle=None)
-    with pytest.raises(NetworkError, match="TLS verification of 127.0.0.1") as caught:
+    with pytest.raises(NetworkError, match=r"TLS verification of 127\.0\.0\.1") as caught:
         client.register(agree_tos=True)
     assert caught.value.code == "tls-verification"  # the data the CLI's hint is keyed on
     assert "--" not in str(caught.value)  # no command-line flag in a library error
