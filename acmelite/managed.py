@@ -39,13 +39,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .account_store import AccountStore, retry_stale_account
-from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+from .client import CertificateBundle, ExternalAccountBinding
 from .config import CertificateConfig, load_config, save_config
 from .constants import serial_hex
-from .csr import certificate_id, certificate_names, load_csr
+from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
 from .errors import AcmeliteError, DeployHookError, DirectoryLocked, InvalidInput, ProblemError
+from .issuance import Issuer, issue
 from .keys import PrivateKey, load_private_key
 from .models import RenewalInfo
 from .renewal import (
@@ -56,7 +56,6 @@ from .renewal import (
     ari_unsupported,
     decide,
     now_utc,
-    refused_replaces,
     shares_a_name,
 )
 from .solvers.registry import solver_for
@@ -67,7 +66,6 @@ __all__ = [
     "DeployFailed",
     "ManagedCertificate",
     "RenewalResult",
-    "issue",
     "load_state",
     "save_state",
 ]
@@ -158,109 +156,6 @@ def load_state(directory: str | os.PathLike[str]) -> RenewalState:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return RenewalState()
     return RenewalState.from_json(data, source=str(path))
-
-
-# -- one issuance -----------------------------------------------------------------------------
-
-
-class _Session:
-    """The client of one configuration, opened on first use, reopened for a stale account."""
-
-    def __init__(
-        self,
-        config: CertificateConfig,
-        *,
-        insecure: bool,
-        timeout: float,
-        agree_tos: bool = False,
-        eab: ExternalAccountBinding | None = None,
-    ) -> None:
-        self.config = config
-        self.store = AccountStore(config.account_key)
-        self._options = {"insecure": insecure, "timeout": timeout}
-        self._agree_tos, self._eab = agree_tos, eab
-        self.client: AcmeClient | None = None
-
-    def open(self) -> AcmeClient:
-        if self.client is None:
-            self.client = self._new()
-        return self.client
-
-    def _new(self) -> AcmeClient:
-        config = self.config
-        return self.store.client(
-            config.server,
-            ca_bundle=config.ca_bundle,
-            insecure=bool(self._options["insecure"]),
-            timeout=float(self._options["timeout"]),
-            agree_tos=self._agree_tos,
-            contact=config.contact,
-            eab=self._eab,
-        )
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def issue(
-        self, *, environ: Mapping[str, str] | None, private_key: PrivateKey | None = None,
-        replaces: str | None = None,
-    ) -> tuple[CertificateBundle, str | None]:  # fmt: skip
-        """Order, solve, finalize; with ``replaces``, and without if the CA refuses it."""
-        config = self.config
-        solver = solver_for(config.challenge, environ=environ)
-        csr = None
-        if config.csr is not None:
-            try:
-                csr = load_csr(Path(config.csr).read_bytes(), source=config.csr)
-            except OSError as exc:
-                raise InvalidInput(f"cannot read the CSR {config.csr}: {exc.strerror}") from None
-
-        def order(client: AcmeClient, replacing: str | None) -> CertificateBundle:
-            return client.issue(
-                list(config.names), solver=solver, key_type=config.key_type,
-                private_key=private_key, csr=csr, profile=config.profile, replaces=replacing,
-                preferred_chain=config.preferred_chain, timeout=float(self._options["timeout"]),
-            )  # fmt: skip
-
-        def attempt(client: AcmeClient) -> tuple[CertificateBundle, str | None]:
-            if replaces is None or not client.directory.renewal_info:
-                return order(client, None), None
-            try:
-                return order(client, replaces), replaces
-            except ProblemError as exc:
-                if exc.url != client.directory.new_order or not refused_replaces(exc):
-                    raise
-                log.warning("the CA refused replaces=%s (%s); ordering without it", replaces, exc)
-                return order(client, None), None
-
-        self.close()
-        result, self.client = retry_stale_account(self.store, self._new, attempt)
-        return result
-
-
-def issue(
-    config: CertificateConfig,
-    *,
-    agree_tos: bool = False,
-    eab: ExternalAccountBinding | None = None,
-    environ: Mapping[str, str] | None = None,
-    insecure: bool = False,
-) -> CertificateBundle:
-    """Issue one certificate for ``config`` and return it, installing nothing.
-
-    The account of ``config.account_key`` is created when ``agree_tos``. ``environ``
-    supplies solver options given as environment variables (default ``os.environ``).
-    Raises what :meth:`AcmeClient.issue` raises, and
-    :class:`~acmelite.account_store.AccountNotFound`.
-    """
-    session = _Session(config, insecure=insecure, timeout=config.timeout,
-                       agree_tos=agree_tos, eab=eab)  # fmt: skip
-    try:
-        return session.issue(environ=environ)[0]
-    finally:
-        session.close()
 
 
 # -- the directory ---------------------------------------------------------------------------
@@ -381,7 +276,7 @@ class ManagedCertificate:
         """Renew if due (see the module's theory of operation); never raises for the CA's,
         the network's or the files' failures: they are the ``failed`` result (``error``),
         and the old files keep serving. ``dry_run`` decides and changes nothing."""
-        session = _Session(self.config, insecure=self._insecure,
+        session = Issuer(self.config, insecure=self._insecure,
                            timeout=timeout or self.config.timeout)  # fmt: skip
         try:
             if dry_run:
@@ -399,7 +294,7 @@ class ManagedCertificate:
             session.close()
 
     def _renew(
-        self, session: _Session, *, force: bool, dry_run: bool, reuse_key: bool
+        self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool
     ) -> RenewalResult:
         now = now_utc()
         state, cert = self.state, self.certificate()
@@ -426,7 +321,7 @@ class ManagedCertificate:
         return self._reissue(session, cert, state, decision, reuse_key=reuse_key)
 
     def _refresh_ari(
-        self, session: _Session, cert: x509.Certificate, state: RenewalState, now: dt.datetime
+        self, session: Issuer, cert: x509.Certificate, state: RenewalState, now: dt.datetime
     ) -> RenewalState:
         """The state with a fresh ARI answer when the stored one is stale (RFC 9773 §4.3)."""
         try:
@@ -450,7 +345,7 @@ class ManagedCertificate:
         return replace(state, ari=record)
 
     def _reissue(
-        self, session: _Session, cert: x509.Certificate | None, state: RenewalState,
+        self, session: Issuer, cert: x509.Certificate | None, state: RenewalState,
         decision: Decision, *, reuse_key: bool,
     ) -> RenewalResult:  # fmt: skip
         base = _decided(self._result(cert, state), decision, "")

@@ -168,7 +168,8 @@ def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]
 
 def run(args: argparse.Namespace) -> int:
     """parse -> :class:`CertificateConfig` -> the library -> render."""
-    from ..managed import DeployFailed, ManagedCertificate, issue
+    from ..issuance import issue
+    from ..managed import DeployFailed, ManagedCertificate
     from .common import eab_from_args
 
     config, runtime = _config(args)

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("acmelite.solvers", "acmelite.verify"),
     ("acmelite.accounts", "acmelite.client"),
     ("acmelite.account_store", "acmelite.config"),
+    ("acmelite.issuance",),
     ("acmelite.managed",),
     ("acmelite.cli", "acmelite.testing", "acmelite.__main__"),
 ]

@@ -1,0 +1,128 @@
+"""One issuance for a :class:`~acmelite.config.CertificateConfig`: account, solver, order.
+
+:class:`Issuer` is the piece that :mod:`acmelite.managed` (and ``acmelite issue`` without a
+directory) builds on: the account of the configuration's key (stored URL, looked up, or
+created), the solver built by :func:`~acmelite.solvers.registry.solver_for`, the order with
+``replaces`` (RFC 9773 §5) and without it when the CA refuses, and one retry with a fresh
+account lookup when the stored account URL is stale. Nothing is installed here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from .account_store import AccountStore, retry_stale_account
+from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+from .config import CertificateConfig
+from .csr import load_csr
+from .errors import InvalidInput, ProblemError
+from .keys import PrivateKey
+from .renewal import refused_replaces
+from .solvers.registry import solver_for
+
+__all__ = ["Issuer", "issue"]
+
+log = logging.getLogger(__name__)
+
+
+class Issuer:
+    """Issues for one configuration: its client opened on first use (:meth:`open`) and
+    reopened after a stale account; :meth:`close` when done."""
+
+    def __init__(
+        self,
+        config: CertificateConfig,
+        *,
+        insecure: bool,
+        timeout: float,
+        agree_tos: bool = False,
+        eab: ExternalAccountBinding | None = None,
+    ) -> None:
+        self.config = config
+        self.store = AccountStore(config.account_key)
+        self._options = {"insecure": insecure, "timeout": timeout}
+        self._agree_tos, self._eab = agree_tos, eab
+        self.client: AcmeClient | None = None
+
+    def open(self) -> AcmeClient:
+        if self.client is None:
+            self.client = self._new()
+        return self.client
+
+    def _new(self) -> AcmeClient:
+        config = self.config
+        return self.store.client(
+            config.server,
+            ca_bundle=config.ca_bundle,
+            insecure=bool(self._options["insecure"]),
+            timeout=float(self._options["timeout"]),
+            agree_tos=self._agree_tos,
+            contact=config.contact,
+            eab=self._eab,
+        )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def issue(
+        self, *, environ: Mapping[str, str] | None, private_key: PrivateKey | None = None,
+        replaces: str | None = None,
+    ) -> tuple[CertificateBundle, str | None]:  # fmt: skip
+        """Order, solve, finalize; with ``replaces``, and without if the CA refuses it."""
+        config = self.config
+        solver = solver_for(config.challenge, environ=environ)
+        csr = None
+        if config.csr is not None:
+            try:
+                csr = load_csr(Path(config.csr).read_bytes(), source=config.csr)
+            except OSError as exc:
+                raise InvalidInput(f"cannot read the CSR {config.csr}: {exc.strerror}") from None
+
+        def order(client: AcmeClient, replacing: str | None) -> CertificateBundle:
+            return client.issue(
+                list(config.names), solver=solver, key_type=config.key_type,
+                private_key=private_key, csr=csr, profile=config.profile, replaces=replacing,
+                preferred_chain=config.preferred_chain, timeout=float(self._options["timeout"]),
+            )  # fmt: skip
+
+        def attempt(client: AcmeClient) -> tuple[CertificateBundle, str | None]:
+            if replaces is None or not client.directory.renewal_info:
+                return order(client, None), None
+            try:
+                return order(client, replaces), replaces
+            except ProblemError as exc:
+                if exc.url != client.directory.new_order or not refused_replaces(exc):
+                    raise
+                log.warning("the CA refused replaces=%s (%s); ordering without it", replaces, exc)
+                return order(client, None), None
+
+        self.close()
+        result, self.client = retry_stale_account(self.store, self._new, attempt)
+        return result
+
+
+def issue(
+    config: CertificateConfig,
+    *,
+    agree_tos: bool = False,
+    eab: ExternalAccountBinding | None = None,
+    environ: Mapping[str, str] | None = None,
+    insecure: bool = False,
+) -> CertificateBundle:
+    """Issue one certificate for ``config`` and return it, installing nothing.
+
+    The account of ``config.account_key`` is created when ``agree_tos``. ``environ``
+    supplies solver options given as environment variables (default ``os.environ``).
+    Raises what :meth:`AcmeClient.issue` raises, and
+    :class:`~acmelite.account_store.AccountNotFound`.
+    """
+    session = Issuer(config, insecure=insecure, timeout=config.timeout,
+                       agree_tos=agree_tos, eab=eab)  # fmt: skip
+    try:
+        return session.issue(environ=environ)[0]
+    finally:
+        session.close()
