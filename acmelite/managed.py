@@ -57,6 +57,7 @@ from .renewal import (
     decide,
     now_utc,
     shares_a_name,
+    window_json,
 )
 from .solvers.registry import solver_for
 from .storage import OutputLock, atomic_write
@@ -116,13 +117,6 @@ class RenewalResult:
         def iso(value: dt.datetime | None) -> str | None:
             return None if value is None else value.isoformat()
 
-        window = None
-        if self.window is not None:
-            window = {
-                "start": iso(self.window.start),
-                "end": iso(self.window.end),
-                "explanation_url": self.window.explanation_url or None,
-            }
         return {
             "dir": str(self.path),
             "status": self.status,
@@ -130,7 +124,7 @@ class RenewalResult:
             "names": list(self.names),
             "serial": self.serial,
             "not_after": iso(self.not_after),
-            "ari_window": window,
+            "ari_window": window_json(self.window),
             "renew_at": iso(self.renew_at),
             "next_check": iso(self.next_check),
             "failures": self.failures,

@@ -48,6 +48,7 @@ __all__ = [
     "pick_moment",
     "refused_replaces",
     "shares_a_name",
+    "window_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,17 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.timezone.utc).isoformat()
 
 
+def window_json(window: RenewalInfo | None) -> dict[str, object] | None:
+    """An ARI window as stored and printed (UTC ISO 8601), or None."""
+    if window is None:
+        return None
+    return {
+        "start": _iso(window.start),
+        "end": _iso(window.end),
+        "explanation_url": window.explanation_url or None,
+    }
+
+
 def _time(data: Mapping[str, object], key: str, source: str) -> dt.datetime | None:
     value = data.get(key)
     if value is None:
@@ -100,18 +112,11 @@ class AriRecord:
     error: str = ""
 
     def to_json(self) -> dict[str, object]:
-        window = None
-        if self.window is not None:
-            window = {
-                "start": _iso(self.window.start),
-                "end": _iso(self.window.end),
-                "explanation_url": self.window.explanation_url or None,
-            }
         return {
             "cert_id": self.cert_id,
             "fetched": _iso(self.fetched),
             "next_fetch": _iso(self.next_fetch),
-            "window": window,
+            "window": window_json(self.window),
             "renew_at": _iso(self.renew_at),
             "error": self.error or None,
         }
