@@ -27,6 +27,7 @@ from .models import Challenge, Identifier
 __all__ = [
     "ChallengeTask",
     "ConfigurableSolver",
+    "PreparedSolver",
     "Solver",
     "SolverOption",
     "ValidationWatcher",
@@ -120,6 +121,24 @@ class ValidationWatcher(Protocol):
     def wait_fetched(self, tasks: Sequence[ChallengeTask], seen: int, timeout: float) -> int:
         """How often the CA has fetched the answers of ``tasks``, once that is more than
         ``seen`` and every answer was fetched at least once; ``seen`` after ``timeout`` s."""
+
+
+@runtime_checkable
+class PreparedSolver(Protocol):
+    """A solver that takes what it needs before the first request, and gives it back.
+
+    ``prepare()`` runs before the account or the order exists — the standalone HTTP-01
+    server binds its port there, so a busy or privileged port fails before the CA is asked
+    for anything — and raises :class:`~acmelite.errors.InvalidInput` (or
+    :class:`~acmelite.errors.SolverError`) when it cannot. ``release()`` runs at the end
+    whatever happened, after the last ``cleanup``; both may be called more than once.
+    """
+
+    def prepare(self) -> None:
+        """Acquire the listener, check the directory, ...; before any request."""
+
+    def release(self) -> None:
+        """Give back what :meth:`prepare` acquired (if nothing is in flight)."""
 
 
 @runtime_checkable

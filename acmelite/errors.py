@@ -93,6 +93,21 @@ class Problem:
             subproblems=() if nested else tuple(cls._parse(s, None, nested=True) for s in sub_list),
         )
 
+    def to_json(self) -> dict[str, object]:
+        """The problem as RFC 7807 fields (``identifier`` as its value, subproblems nested)."""
+        out: dict[str, object] = {"type": self.type, "detail": self.detail}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.title:
+            out["title"] = self.title
+        if self.instance:
+            out["instance"] = self.instance
+        if self.identifier is not None:
+            out["identifier"] = self.identifier
+        if self.subproblems:
+            out["subproblems"] = [p.to_json() for p in self.subproblems]
+        return out
+
     def describe(self) -> str:
         """One line: ``[name] type: detail (subproblem; subproblem)``."""
         head = f"{self.identifier}: " if self.identifier else ""

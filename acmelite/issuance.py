@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .account_store import AccountStore, retry_stale_account
+from .challenges import PreparedSolver, Solver
 from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
 from .config import CertificateConfig
 from .csr import load_csr
@@ -28,23 +29,50 @@ log = logging.getLogger(__name__)
 
 
 class Issuer:
-    """Issues for one configuration: its client opened on first use (:meth:`open`) and
-    reopened after a stale account; :meth:`close` when done."""
+    """Issues for one configuration: the solver built and prepared before the first request
+    (:meth:`prepare`), the client opened on first use (:meth:`open`) and reopened after a
+    stale account. :meth:`close` releases both; an ``Issuer`` is also a context manager.
+
+    ``environ`` supplies solver options given as environment variables (default
+    ``os.environ``; ``{}`` reads none).
+    """
 
     def __init__(
         self,
         config: CertificateConfig,
         *,
-        insecure: bool,
-        timeout: float,
+        insecure: bool = False,
+        timeout: float | None = None,
         agree_tos: bool = False,
         eab: ExternalAccountBinding | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.store = AccountStore(config.account_key)
-        self._options = {"insecure": insecure, "timeout": timeout}
+        self.timeout = config.timeout if timeout is None else timeout
+        self._insecure = insecure
         self._agree_tos, self._eab = agree_tos, eab
+        self._environ = environ
         self.client: AcmeClient | None = None
+        self.solver: Solver | None = None
+
+    def __enter__(self) -> Issuer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def prepare(self) -> Solver:
+        """Build the solver and let it take what it needs before any request — the
+        standalone server binds its port here (:class:`~acmelite.challenges.PreparedSolver`),
+        so a busy port fails before an account or order exists. Raises
+        :class:`InvalidInput` (or the solver's error)."""
+        if self.solver is None:
+            solver = solver_for(self.config.challenge, environ=self._environ)
+            if isinstance(solver, PreparedSolver):
+                solver.prepare()
+            self.solver = solver
+        return self.solver
 
     def open(self) -> AcmeClient:
         if self.client is None:
@@ -56,25 +84,29 @@ class Issuer:
         return self.store.client(
             config.server,
             ca_bundle=config.ca_bundle,
-            insecure=bool(self._options["insecure"]),
-            timeout=float(self._options["timeout"]),
+            insecure=self._insecure,
+            timeout=self.timeout,
             agree_tos=self._agree_tos,
             contact=config.contact,
             eab=self._eab,
         )
 
     def close(self) -> None:
+        """Close the client and release what :meth:`prepare` took (the listening socket)."""
         if self.client is not None:
             self.client.close()
             self.client = None
+        if isinstance(self.solver, PreparedSolver):
+            self.solver.release()
+        self.solver = None
 
     def issue(
-        self, *, environ: Mapping[str, str] | None, private_key: PrivateKey | None = None,
-        replaces: str | None = None,
-    ) -> tuple[CertificateBundle, str | None]:  # fmt: skip
-        """Order, solve, finalize; with ``replaces``, and without if the CA refuses it."""
+        self, *, private_key: PrivateKey | None = None, replaces: str | None = None
+    ) -> tuple[CertificateBundle, str | None]:
+        """Order, solve, finalize; with ``replaces``, and without if the CA refuses it.
+        Returns the bundle and the ``replaces`` value the CA accepted (None if none)."""
         config = self.config
-        solver = solver_for(config.challenge, environ=environ)
+        solver = self.prepare()
         csr = None
         if config.csr is not None:
             try:
@@ -86,7 +118,7 @@ class Issuer:
             return client.issue(
                 list(config.names), solver=solver, key_type=config.key_type,
                 private_key=private_key, csr=csr, profile=config.profile, replaces=replacing,
-                preferred_chain=config.preferred_chain, timeout=float(self._options["timeout"]),
+                preferred_chain=config.preferred_chain, timeout=self.timeout,
             )  # fmt: skip
 
         def attempt(client: AcmeClient) -> tuple[CertificateBundle, str | None]:
@@ -100,7 +132,9 @@ class Issuer:
                 log.warning("the CA refused replaces=%s (%s); ordering without it", replaces, exc)
                 return order(client, None), None
 
-        self.close()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
         result, self.client = retry_stale_account(self.store, self._new, attempt)
         return result
 
@@ -120,9 +154,6 @@ def issue(
     Raises what :meth:`AcmeClient.issue` raises, and
     :class:`~acmelite.account_store.AccountNotFound`.
     """
-    session = Issuer(config, insecure=insecure, timeout=config.timeout,
-                       agree_tos=agree_tos, eab=eab)  # fmt: skip
-    try:
-        return session.issue(environ=environ)[0]
-    finally:
-        session.close()
+    with Issuer(config, insecure=insecure, agree_tos=agree_tos, eab=eab,
+                environ=environ) as issuer:  # fmt: skip
+        return issuer.issue()[0]

@@ -45,7 +45,7 @@ from .constants import serial_hex
 from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
 from .errors import AcmeliteError, DeployHookError, DirectoryLocked, InvalidInput, ProblemError
-from .issuance import Issuer, issue
+from .issuance import Issuer
 from .keys import PrivateKey, load_private_key
 from .models import RenewalInfo
 from .renewal import (
@@ -59,8 +59,7 @@ from .renewal import (
     shares_a_name,
     window_json,
 )
-from .solvers.registry import solver_for
-from .storage import OutputLock, atomic_write
+from .storage import OutputLock, atomic_write, check_output_dir
 
 __all__ = [
     "STATE_FILE",
@@ -202,14 +201,16 @@ class ManagedCertificate:
         """
         config = config.absolute()
         cert = cls(path, config, environ=environ, insecure=insecure)
-        solver_for(config.challenge, environ=environ)  # every option checked before a request
-        with OutputLock(cert.path):
-            bundle = issue(config, agree_tos=agree_tos, eab=eab, environ=environ,
-                           insecure=insecure)  # fmt: skip
-            cert._install(bundle)
-            save_config(cert.path, config)
-            save_state(cert.path, RenewalState(last_renewal=now_utc()))
-            hook_error = cert._deploy()
+        check_output_dir(cert.path)
+        with Issuer(config, insecure=insecure, agree_tos=agree_tos, eab=eab,
+                    environ=environ) as issuer:  # fmt: skip
+            issuer.prepare()  # solver options, a bound listener: before any file or request
+            with OutputLock(cert.path):
+                bundle, _ = issuer.issue()
+                cert._install(bundle)
+                save_config(cert.path, config)
+                save_state(cert.path, RenewalState(last_renewal=now_utc()))
+                hook_error = cert._deploy()
         cert.last_bundle = bundle
         if hook_error is not None:
             raise DeployFailed(cert, hook_error)
@@ -266,29 +267,33 @@ class ManagedCertificate:
         dry_run: bool = False,
         reuse_key: bool = False,
         timeout: float | None = None,
+        refresh_ari: bool = False,
     ) -> RenewalResult:
         """Renew if due (see the module's theory of operation); never raises for the CA's,
         the network's or the files' failures: they are the ``failed`` result (``error``),
-        and the old files keep serving. ``dry_run`` decides and changes nothing."""
-        session = Issuer(self.config, insecure=self._insecure,
-                           timeout=timeout or self.config.timeout)  # fmt: skip
+        and the old files keep serving. ``dry_run`` decides and changes nothing;
+        ``refresh_ari`` asks for the ARI window even when the cached answer is fresh;
+        ``reuse_key`` keeps the private key; ``timeout`` bounds this renewal (seconds)."""
+        session = Issuer(self.config, insecure=self._insecure, environ=self._environ,
+                         timeout=timeout or self.config.timeout)  # fmt: skip
         try:
+            options = {"force": force, "reuse_key": reuse_key, "refresh_ari": refresh_ari}
             if dry_run:
-                return self._renew(session, force=force, dry_run=True, reuse_key=reuse_key)
+                return self._renew(session, dry_run=True, **options)
             try:
                 lock = OutputLock(self.path).__enter__()
             except DirectoryLocked as exc:
                 return RenewalResult(path=self.path, status="skipped", reason=str(exc),
                                      names=self.config.names)  # fmt: skip
             try:
-                return self._renew(session, force=force, dry_run=False, reuse_key=reuse_key)
+                return self._renew(session, dry_run=False, **options)
             finally:
                 lock.__exit__(None, None, None)
         finally:
             session.close()
 
     def _renew(
-        self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool
+        self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool, refresh_ari: bool
     ) -> RenewalResult:
         now = now_utc()
         state, cert = self.state, self.certificate()
@@ -303,7 +308,7 @@ class ManagedCertificate:
         if not force and state.next_attempt is not None and now < state.next_attempt:
             return _backing_off(base, state, state.next_attempt)
         if cert is not None:
-            state = self._refresh_ari(session, cert, state, now)
+            state = self._refresh_ari(session, cert, state, now, force_fetch=refresh_ari)
         decision = _decision(cert, state, now=now, force=force)
         if not decision.due:
             if not dry_run:
@@ -315,8 +320,9 @@ class ManagedCertificate:
         return self._reissue(session, cert, state, decision, reuse_key=reuse_key)
 
     def _refresh_ari(
-        self, session: Issuer, cert: x509.Certificate, state: RenewalState, now: dt.datetime
-    ) -> RenewalState:
+        self, session: Issuer, cert: x509.Certificate, state: RenewalState, now: dt.datetime,
+        *, force_fetch: bool = False,
+    ) -> RenewalState:  # fmt: skip
         """The state with a fresh ARI answer when the stored one is stale (RFC 9773 §4.3)."""
         try:
             cert_id = certificate_id(cert)
@@ -324,7 +330,7 @@ class ManagedCertificate:
             log.warning("%s: no ARI (%s); using the lifetime rule", self.path, exc)
             return replace(state, ari=None)
         ari = state.ari
-        if ari is not None and ari.cert_id == cert_id and now < ari.next_fetch:
+        if not force_fetch and ari is not None and ari.cert_id == cert_id and now < ari.next_fetch:
             return state
         try:
             client = session.open()
@@ -348,9 +354,7 @@ class ManagedCertificate:
             replaces = certificate_id(cert)
         try:
             key = self._current_key() if reuse_key and self.config.csr is None else None
-            bundle, replaced = session.issue(
-                environ=self._environ, private_key=key, replaces=replaces
-            )
+            bundle, replaced = session.issue(private_key=key, replaces=replaces)
             self._install(bundle)
         except AcmeliteError as exc:
             state = state.failed(str(exc), now=now_utc())

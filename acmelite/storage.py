@@ -30,6 +30,7 @@ __all__ = [
     "BUNDLE_FILES",
     "OutputLock",
     "atomic_write",
+    "check_output_dir",
     "ensure_private_dir",
     "write_output_dir",
 ]
@@ -55,6 +56,23 @@ def ensure_private_dir(path: Path) -> None:
             raise InvalidInput(f"{path} exists and is not a directory") from None
     except OSError as exc:
         raise InvalidInput(f"cannot create directory {path}: {exc.strerror}") from None
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> None:
+    """Refuse, before anything is written, an output directory this process cannot use: a
+    path that exists and is no directory, or a directory (or, for a new one, its nearest
+    existing parent) that this user may not write. Raises :class:`InvalidInput`."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{target} exists and is not a directory")
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"cannot create {target}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == target else f" (to create {target})"
+        raise InvalidInput(f"{existing} is not writable by this user{where}")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,8 +25,16 @@ _DER = 2  # _ssl.ENCODING_DER, for the private chain accessor of Python 3.10-3.1
 
 
 def split_host_port(target: str, *, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port``, a bare IPv6 address, or an
+    ``https://host[:port]/...`` URL (its path ignored) -> (host, port)."""
     text = target.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() != "https":
+            raise InvalidInput(
+                f"bad target {target!r}: only https:// URLs (or HOST[:PORT]) can be checked"
+            )
+        text = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
     host, port_text = text, ""
     if text.startswith("["):
         end = text.find("]")
@@ -81,6 +89,11 @@ def fetch_chain(
         raise NetworkError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
     except ssl.SSLError as exc:
         reason = exc.reason or exc.strerror or str(exc)
+        if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNEXPECTED_EOF_WHILE_READING"):
+            raise NetworkError(
+                f"{where} does not speak TLS ({reason}): is it a plain HTTP port?",
+                code="not-tls",
+            ) from exc
         raise NetworkError(f"TLS handshake with {where} failed: {reason}") from exc
     except TimeoutError as exc:
         raise NetworkError(f"{where}: no answer within {timeout:g} s") from exc

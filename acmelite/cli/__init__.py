@@ -15,21 +15,30 @@ import time
 from collections.abc import Sequence
 
 from .._version import __version__
+from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, json_requested
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("issue", "renew", "check", "account", "revoke", "plugins")
+SUBCOMMANDS = ("issue", "renew", "check", "account", "revoke", "plugins", "completion")
+
+_EPILOG = """examples:
+  acmelite issue -d example.com -d www.example.com --agree-tos --webroot /var/www/html \\
+      --out /etc/acmelite/example.com
+  acmelite renew --all-under /etc/acmelite          # hourly, from cron
+  acmelite check api.example.com:443                # why clients reject its certificate
+
+`acmelite COMMAND --help` shows a command's options; docs/cli.md has them all, with the
+exit codes: 0 ok, 1 failed, 2 usage, 3 renewed, 4 not served (--verify), 10-13 check
+verdicts, 130/143/129 interrupted."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="acmelite",
         description="Get certificates with the right names from any ACME CA (RFC 8555).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"acmelite {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -88,30 +97,46 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``acmelite``; returns the exit code (``__main__`` passes it to ``sys.exit``)."""
+    """Run ``acmelite``; returns the exit code (``__main__`` passes it to ``sys.exit``).
+
+    Every failure ends here, the same way for every subcommand (see :mod:`.output`): one
+    ``acmelite: error: ...`` line on stderr (``-v``: the chain of causes before it), and with
+    ``--json`` one JSON object on stdout. A bug (an exception that is not an
+    ``AcmeliteError``) is one line too, unless ``-vv`` asks for its traceback.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    token = json_requested.set("--json" in args_list)
+    try:
+        return _run(args_list)
+    finally:
+        json_requested.reset(token)
+
+
+def _run(argv: list[str]) -> int:
+    from ..errors import AcmeliteError
+    from ..solvers.registry import SolverConfigError
+    from .output import UsageError, fail
+
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)
     setup_logging(verbose, getattr(args, "quiet", False))
-    from ..errors import AcmeliteError
-    from ..solvers.registry import SolverConfigError
-    from .hints import message
-
     try:
         code: int = args.func(args)
-    except SolverConfigError as exc:  # a solver or option that is not there: usage
-        print(f"acmelite: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (SolverConfigError, UsageError) as exc:  # a solver, option or value that is wrong
+        return fail(exc, args, EXIT_USAGE)
     except AcmeliteError as exc:
-        if verbose:
-            logging.getLogger("acmelite").debug("failure", exc_info=exc)
-            cause = exc.__cause__
-            while cause is not None:
-                print(f"  caused by: {type(cause).__name__}: {cause}", file=sys.stderr)
-                cause = cause.__cause__
-        print(f"acmelite: error: {message(exc, args)}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(exc, args, EXIT_ERROR, verbose=verbose)
     except KeyboardInterrupt:
         print("acmelite: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED["SIGINT"]
+    except Exception as exc:
+        if verbose >= 2:
+            raise
+        print(
+            f"acmelite: internal error: {type(exc).__name__}: {exc} (a bug: please report it;"
+            " -vv shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return code

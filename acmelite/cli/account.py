@@ -72,8 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     new.add_argument(
         "--key-type", choices=KEY_TYPES, default="ec256", help="generate a key of this type"
     )
-    for sub in parsers.values():
-        add_account_arguments(sub)
+    for name, sub in parsers.items():
+        add_account_arguments(
+            sub, contact=name in ("register", "update"), registration=name == "register"
+        )
         sub.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         add_output_arguments(sub)
         sub.set_defaults(func=run, usage_error=sub.error)
@@ -266,6 +268,7 @@ def _print_account(
 ) -> None:
     key = client.account_key
     summary: dict[str, object] = {
+        "ok": True,
         "url": account.url,
         "status": account.status,
         "contact": list(account.contact),
@@ -300,6 +303,7 @@ def _print_rollover(
 ) -> None:
     if args.json:
         summary = {
+            "ok": True,
             "url": account_url,
             "key_file": str(path),
             "old_key_file": str(old_path),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, NetworkError
 from ..names import is_ip, normalize_name, was_converted
+from .common import add_output_arguments
 
 if TYPE_CHECKING:
     from ..diagnose import Report
@@ -67,9 +68,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Connect to HOST[:PORT] (or read a PEM chain with --cert) and report the"
         " certificate's names, validity and chain, whether it covers --name by RFC 9525 rules,"
         " and the SANs and `acmelite issue` command that would fix it.",
-        epilog="exit codes: 0 ok; 10 name mismatch; 11 expired or not yet valid; 12 untrusted"
-        " chain; 13 unreachable or handshake failed; 2 usage. With several problems the first"
-        " of 10, 11, 12 is used.",
+        epilog="exit codes: 0 ok; 10 name mismatch; 11 expired or not yet valid; 12 untrusted\n"
+        "chain; 13 unreachable or handshake failed; 2 usage. With several problems the first\n"
+        "of 10, 11, 12 is used.\n\n"
+        "examples:\n"
+        "  acmelite check api-2-0-4.team-ns.svc.clusterset.local:8443\n"
+        "  acmelite check 10.0.0.7:443 --name api.internal --ca-bundle internal-root.pem\n"
+        "  kubectl get secret web-tls -o jsonpath='{.data.tls\\.crt}' | base64 -d |\n"
+        "      acmelite check --cert - --name www.example.com",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "target",
@@ -108,6 +115,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="connect and handshake timeout (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_output_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -155,11 +163,12 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         return _usage(str(exc))
     except NetworkError as exc:
-        return _unreachable(args, target, str(exc))
+        return _unreachable(args, target, exc)
     code = exit_code(report)
     if args.json:
-        print(json.dumps({"target": target, **report.to_json(), "exit_code": code}, indent=2))
-    else:
+        doc = {"ok": code == EXIT_OK, "target": target, **report.to_json(), "exit_code": code}
+        print(json.dumps(doc, indent=2))
+    elif not args.quiet:
         print(render(report, target, code))
     return code
 
@@ -178,14 +187,19 @@ def _source(where: str) -> str:
 
 
 def _usage(message: str) -> int:
-    print(f"acmelite check: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    from .output import UsageError, fail
+
+    return fail(UsageError(message), None, EXIT_USAGE)
 
 
-def _unreachable(args: argparse.Namespace, target: dict[str, object], message: str) -> int:
-    print(f"acmelite check: {message}", file=sys.stderr)
+def _unreachable(args: argparse.Namespace, target: dict[str, object], exc: NetworkError) -> int:
+    from .hints import message
+    from .output import error_json
+
+    text = message(exc, args)
+    print(f"acmelite: error: {text}", file=sys.stderr)
     if args.json:
-        doc = {"target": target, "ok": False, "error": message, "exit_code": EXIT_UNREACHABLE}
+        doc = {**error_json(exc, message=text, exit_code=EXIT_UNREACHABLE), "target": target}
         print(json.dumps(doc, indent=2))
     return EXIT_UNREACHABLE
 

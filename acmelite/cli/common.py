@@ -40,6 +40,17 @@ def default_account_key() -> Path:
     return Path(base) / "acmelite" / "account.key"
 
 
+def seconds(text: str) -> float:
+    """argparse type for a timeout: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v",
@@ -51,7 +62,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
-def add_account_arguments(parser: argparse.ArgumentParser) -> None:
+def add_account_arguments(
+    parser: argparse.ArgumentParser, *, contact: bool = True, registration: bool = True
+) -> None:
+    """``--server``, ``--ca-bundle``, ``--account-key``, ``--timeout``, ``--insecure``; with
+    ``contact`` also ``--email``; with ``registration`` also ``--agree-tos`` and EAB (only
+    commands that may create an account take those)."""
     g = parser.add_argument_group("CA and account")
     g.add_argument(
         "--server",
@@ -75,29 +91,19 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
         help="account key PEM; created (EC P-256, mode 0600) when missing"
         " (default ~/.config/acmelite/account.key)",
     )
-    g.add_argument(
-        "--email",
-        action="append",
-        default=[],
-        metavar="EMAIL",
-        help="account contact (optional, repeatable)",
-    )
-    g.add_argument(
-        "--agree-tos",
-        action="store_true",
-        help="agree to the CA's terms of service; required to create an account",
-    )
-    g.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
-    g.add_argument(
-        "--eab-hmac-key",
-        metavar="B64URL",
-        default=os.environ.get("ACMELITE_EAB_HMAC_KEY"),
-        help="External Account Binding HMAC key (env ACMELITE_EAB_HMAC_KEY)",
-    )
-    g.add_argument("--eab-hmac-alg", default="HS256", choices=("HS256", "HS384", "HS512"))
+    if contact:
+        g.add_argument(
+            "--email",
+            action="append",
+            default=[],
+            metavar="EMAIL",
+            help="account contact (optional, repeatable)",
+        )
+    if registration:
+        _add_registration_arguments(g)
     g.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"give up on the whole run after this long (default {DEFAULT_TIMEOUT:.0f}: an"
@@ -112,12 +118,13 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_url(value: str) -> str:
-    from ..errors import InvalidInput
+    """The directory URL of ``--server`` (an alias or a URL); :class:`UsageError` if neither."""
+    from .output import UsageError
 
     url = SERVER_ALIASES.get(value, value)
     if not url.startswith(("https://", "http://")):
         known = ", ".join(SERVER_ALIASES)
-        raise InvalidInput(f"--server {value!r} is neither a URL nor an alias ({known})")
+        raise UsageError(f"--server {value!r} is neither a URL nor an alias ({known})")
     return url
 
 
@@ -127,12 +134,29 @@ def account_store(args: argparse.Namespace) -> AccountStore:
     return AccountStore(args.account_key)
 
 
+def _add_registration_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--agree-tos",
+        action="store_true",
+        help="agree to the CA's terms of service; required to create an account",
+    )
+    g.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
+    g.add_argument(
+        "--eab-hmac-key",
+        metavar="B64URL",
+        default=os.environ.get("ACMELITE_EAB_HMAC_KEY"),
+        help="External Account Binding HMAC key (env ACMELITE_EAB_HMAC_KEY)",
+    )
+    g.add_argument("--eab-hmac-alg", default="HS256", choices=("HS256", "HS384", "HS512"))
+
+
 def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
     from ..client import ExternalAccountBinding
-    from ..errors import InvalidInput
+    from .output import UsageError
 
-    if bool(args.eab_kid) != bool(args.eab_hmac_key):
-        raise InvalidInput("--eab-kid and --eab-hmac-key go together")
+    kid, key = getattr(args, "eab_kid", None), getattr(args, "eab_hmac_key", None)
+    if bool(kid) != bool(key):
+        raise UsageError("--eab-kid and --eab-hmac-key go together")
     if not args.eab_kid:
         return None
     return ExternalAccountBinding(

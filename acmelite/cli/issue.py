@@ -23,13 +23,23 @@ __all__ = ["add_parser", "run"]
 
 log = logging.getLogger("acmelite.cli")
 
+_EXAMPLES = """examples:
+  acmelite issue -d example.com -d www.example.com --agree-tos --email ops@example.com \\
+      --webroot /var/www/html --out /etc/acmelite/example.com
+  acmelite issue -d '*.team-ns.svc.clusterset.local' --challenge dns-01 --dns rfc2136 \\
+      --dns-server ns1.internal --tsig-secret-file acme.key --out /etc/acmelite/team-ns
+  acmelite issue -d api.example.com --challenge dns-01 --dns NAME --dns-option KEY=VALUE \\
+      --out /etc/acmelite/api      # any installed solver: see `acmelite plugins`"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "issue",
-        help="get a certificate",
+        help="get a certificate and install it in --out (renewable by `acmelite renew`)",
         description="Get a certificate for the given names and write key, cert, chain and"
-        " fullchain to --out.",
+        " fullchain to --out, with renewal.json so that `acmelite renew` can renew it.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "-d",
@@ -105,6 +115,7 @@ def _names(args: argparse.Namespace) -> list[str]:
     from ..csr import csr_identifiers, load_csr
     from ..errors import InvalidInput
     from ..names import parse_identifiers, was_converted
+    from .output import UsageError
 
     names = list(args.names)
     if args.csr is not None:
@@ -122,7 +133,7 @@ def _names(args: argparse.Namespace) -> list[str]:
                 )
         names = csr_names
     if not names:
-        raise InvalidInput("no names: give at least one -d NAME")
+        raise UsageError("no names: give at least one -d NAME")
     for original in dict.fromkeys(names):
         ident = parse_identifiers([original])[0]
         if ident.type == "dns" and was_converted(original, ident.value):
@@ -131,38 +142,51 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 
 def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]]:
-    """Every check that needs no network, and the configuration they describe."""
+    """Every check that needs no network, and the configuration they describe.
+
+    Wrong options and values are :class:`UsageError` (exit 2); unreadable files named by
+    options (a CSR, a key file) are :class:`InvalidInput` (exit 1).
+    """
     from ..config import CertificateConfig
     from ..errors import InvalidInput
+    from ..solvers.registry import solver_for
+    from .output import UsageError
 
     challenge, runtime = challenge_config(args, args.parser)
     names = _names(args)
     if args.out is None and args.csr is None:
-        raise InvalidInput("--out DIR is required (the private key must be written somewhere)")
+        raise UsageError("--out DIR is required (the private key must be written somewhere)")
     if args.out is None and (args.deploy_hook or args.k8s_secret):
-        raise InvalidInput("--deploy-hook and --k8s-secret need --out DIR")
+        raise UsageError("--deploy-hook and --k8s-secret need --out DIR")
     if args.webroot is not None and not os.path.isdir(args.webroot):
-        raise InvalidInput(f"--webroot {args.webroot} is not a directory")
+        raise UsageError(f"--webroot {args.webroot} is not a directory")
+    try:
+        solver_for(challenge, environ={**os.environ, **runtime})  # every option value checked
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from exc
     if args.tsig_secret:
         log.info(
             "note: the TSIG secret is not stored; 'acmelite renew' reads it from"
             " $ACMELITE_TSIG_SECRET (or use --tsig-secret-file)"
         )
-    config = CertificateConfig(
-        names=tuple(names),
-        server=server_url(args.server),
-        account_key=str(args.account_key),
-        challenge=challenge,
-        ca_bundle=args.ca_bundle or None,
-        key_type=args.key_type,
-        csr=str(args.csr) if args.csr is not None else None,
-        profile=args.profile,
-        preferred_chain=args.preferred_chain,
-        deploy_hook=args.deploy_hook,
-        k8s_secret=args.k8s_secret,
-        contact=tuple(args.email),
-        timeout=args.timeout,
-    )
+    try:
+        config = CertificateConfig(
+            names=tuple(names),
+            server=server_url(args.server),
+            account_key=str(args.account_key),
+            challenge=challenge,
+            ca_bundle=args.ca_bundle or None,
+            key_type=args.key_type,
+            csr=str(args.csr) if args.csr is not None else None,
+            profile=args.profile,
+            preferred_chain=args.preferred_chain,
+            deploy_hook=args.deploy_hook,
+            k8s_secret=args.k8s_secret,
+            contact=tuple(args.email),
+            timeout=args.timeout,
+        )
+    except InvalidInput as exc:  # names and option values that cannot go together
+        raise UsageError(str(exc), code=exc.code) from exc
     return config, runtime
 
 
@@ -200,6 +224,7 @@ def _report(args: argparse.Namespace, bundle: CertificateBundle) -> None:
     if args.out is not None:
         files = {name: str(Path(args.out) / name) for name in bundle.files()}
     summary = {
+        "ok": True,
         "names": list(bundle.names),
         "files": files,
         "serial": serial_hex(cert.serial_number),

@@ -18,6 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " points (the built-ins and third-party ones): name, challenge type, distribution and"
         " options; secret options are marked and are given as KEY=@PATH or in the"
         " environment, never inline.",
+        epilog="examples:\n  acmelite plugins\n  acmelite plugins --json | jq '.solvers[].name'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON on stdout")
     add_output_arguments(p)
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             {"name": s.solver, "error": str(s)}
             for s in found
         ]  # fmt: skip
-        print(json.dumps(listing, indent=2))
+        print(json.dumps({"ok": True, "solvers": listing}, indent=2))
         return 0
     for solver in found:
         if isinstance(solver, SolverConfigError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import DEFAULT_TIMEOUT
-from .common import add_output_arguments
+from .common import add_output_arguments, seconds
 from .verify_options import EXIT_NOT_SERVED, add_verify_arguments, verify_installed
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ log = logging.getLogger("acmelite.cli")
 
 EXIT_RENEWED = 3
 
+_EXAMPLES = """examples:
+  acmelite renew /etc/acmelite/example.com
+  acmelite renew --all-under /etc/acmelite --json   # every certificate below, from cron
+  acmelite renew --dry-run --all-under /etc/acmelite   # what would happen, changing nothing"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -46,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         " inside the CA's ARI window (RFC 9773), else when a third of the lifetime remains"
         " (half for certificates of 10 days or less). Exit status: 0 nothing renewed and"
         " nothing failed, 3 renewed at least one and none failed, 1 any failed.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "dirs",
@@ -78,8 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="decide and print, change nothing (no order, no file written)",
     )
     p.add_argument(
+        "--refresh-ari",
+        action="store_true",
+        help="ask the CA for the renewal window now, ignoring the cached answer (e.g. after"
+        " news of a mass revocation)",
+    )
+    p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"give up on one certificate after this long (default {DEFAULT_TIMEOUT:.0f})",
@@ -95,19 +108,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     """parse -> :class:`ManagedCertificate` per directory -> ``renew()`` -> render."""
     from ..errors import InvalidInput
-    from . import EXIT_ERROR, EXIT_OK
+    from .output import EXIT_ERROR, EXIT_OK, UsageError
 
+    if not args.dirs and not args.all_under:
+        raise UsageError("nothing to renew: give DIR ... or --all-under PATH")
+    missing = [root for root in args.all_under if not root.is_dir()]
+    if missing:
+        raise InvalidInput(f"--all-under {missing[0]}: no such directory")
     dirs = _directories(args.dirs, args.all_under)
     if not dirs:
-        raise InvalidInput("nothing to renew: give DIR ... or --all-under PATH")
+        roots = ", ".join(str(r) for r in args.all_under)
+        if args.json:
+            print(json.dumps({"ok": True, "certificates": []}, indent=2))
+        else:
+            print(f"no certificates under {roots} yet")
+        return EXIT_OK
     results = [_renew_dir(d, args) for d in dirs]
+    failed = any(r.status == "failed" for r in results)
     if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        listing = [r.to_json() for r in results]
+        print(json.dumps({"ok": not failed, "certificates": listing}, indent=2))
     else:
         for result in results:
             print(_line(result))
     verified = [verify_installed(args, r.path, r.names) for r in results if r.status == "renewed"]
-    if any(r.status == "failed" for r in results):
+    if failed:
         return EXIT_ERROR
     if any(verified):
         return EXIT_NOT_SERVED
@@ -138,8 +163,9 @@ def _renew_dir(path: Path, args: argparse.Namespace) -> RenewalResult:
         log.error("%s: %s", path, message(exc, args))
         return RenewalResult(path=path, status="failed", reason=str(exc), error=exc)
     return cert.renew(
-        force=args.force, dry_run=args.dry_run, reuse_key=args.reuse_key, timeout=args.timeout
-    )
+        force=args.force, dry_run=args.dry_run, reuse_key=args.reuse_key, timeout=args.timeout,
+        refresh_ari=args.refresh_ari,
+    )  # fmt: skip
 
 
 def _line(result: RenewalResult) -> str:

@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="PATH",
         help="sign with the certificate's private key instead of the account key",
     )
-    add_account_arguments(p)
+    add_account_arguments(p, contact=False, registration=False)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_output_arguments(p)
     p.set_defaults(func=run)
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     signer = "certificate key" if args.key is not None else "account"
     summary = {
+        "ok": True,
         "serial": serial,
         "names": names,
         "reason": args.reason,

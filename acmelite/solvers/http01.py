@@ -134,6 +134,16 @@ class StandaloneSolver:
             return self.port
         return int(self._server.server_address[1])
 
+    def prepare(self) -> None:
+        """Bind the port now (before any request); the server answers 404 until
+        :meth:`perform`. Raises :class:`InvalidInput` for a busy or privileged port."""
+        with self._lifecycle:
+            self.start()
+
+    def release(self) -> None:
+        """Stop the server unless answers of an order are still in flight."""
+        self.cleanup(())
+
     def start(self) -> None:
         if self._server is not None:
             return
@@ -238,6 +248,17 @@ class WebrootSolver:
         if not os.path.isdir(path):
             raise InvalidInput(f"the webroot {path} is not a directory")
         return cls(path)
+
+    def prepare(self) -> None:
+        """Check, before any request, that the webroot is a directory this process may
+        write (:class:`InvalidInput` if not)."""
+        if not self.webroot.is_dir():
+            raise InvalidInput(f"the webroot {self.webroot} is not a directory")
+        if not os.access(self.webroot, os.W_OK | os.X_OK):
+            raise InvalidInput(f"the webroot {self.webroot} is not writable by this user")
+
+    def release(self) -> None:
+        """Nothing to give back: :meth:`cleanup` removed the files."""
 
     def __init__(self, webroot: str | os.PathLike[str]) -> None:
         self.webroot = Path(webroot)

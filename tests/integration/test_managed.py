@@ -146,7 +146,7 @@ def test_cli_and_library_share_the_directory(
     ManagedCertificate.create(lib, config_for(pebble, tmp_path, "lib.lib.test"))
     result = run_cli(["renew", "--force", "--json", str(lib)], capsys)
     assert result.code == 3, result.err
-    assert json.loads(result.out)[0]["status"] == "renewed"
+    assert json.loads(result.out)["certificates"][0]["status"] == "renewed"
 
 
 def test_docs_managed_example(pebble: Pebble, tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_a_0_1_0_directory_renews_unchanged(
     assert status.window is not None  # the 0.1.0 state file's ARI answer was read
     result = run_cli(["renew", "--force", "--json", str(out)], capsys)
     assert result.code == 3, result.err
-    (decision,) = json.loads(result.out)
+    (decision,) = json.loads(result.out)["certificates"]
     assert decision["status"] == "renewed", decision
     after = served(out)
     assert after["cert.pem"] != before["cert.pem"]

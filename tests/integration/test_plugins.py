@@ -75,7 +75,7 @@ def acmelite(python: Path, *argv: str, env: dict[str, str] | None = None) -> Cli
 def test_plugins_lists_the_third_party_solver(plugin_python: Path) -> None:
     result = acmelite(plugin_python, "plugins", "--json")
     assert result.code == 0, result.err
-    listing = {p["name"]: p for p in json.loads(result.out)}
+    listing = {p["name"]: p for p in json.loads(result.out)["solvers"]}
     plugin = listing["exampledns"]
     assert plugin["distribution"] == "acmelite-exampledns"
     assert plugin["challenge_type"] == "dns-01"
@@ -138,7 +138,7 @@ def test_issue_and_renew_with_the_plugin(
 
     renewed = acmelite(plugin_python, "renew", "--force", "--json", str(out))
     assert renewed.code == 3, renewed.err
-    assert json.loads(renewed.out)[0]["status"] == "renewed"
+    assert json.loads(renewed.out)["certificates"][0]["status"] == "renewed"
     assert (out / "cert.pem").read_bytes() != before
     # The secret may come from the environment instead of a file, for this run only.
     env_run = acmelite(

@@ -71,7 +71,9 @@ def renew(
     capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, list[dict[str, object]], str]:
     result = run_cli(["renew", "--json", *args], capsys)
-    return result.code, json.loads(result.out), result.err
+    doc = json.loads(result.out)
+    assert doc["ok"] is (result.code != 1), doc
+    return result.code, doc["certificates"], result.err
 
 
 def cert_of(out: Path) -> x509.Certificate:

@@ -35,6 +35,8 @@ def _argv(tmp: Path, server: str, *names: str) -> list[str]:
         str(tmp / "acct.key"),
         "--out",
         str(tmp / "out"),
+        "--http-port",
+        "0",  # the standalone server binds before any request: never port 80 in a unit test
     ]
     return argv + [f"--domain={n}" for n in names]
 
@@ -51,6 +53,8 @@ CASES = [
     (["*.wild.test"], "dns-01"),
     ([f"n{i}.many.test" for i in range(101)], "100"),
 ]
+#: A wildcard with http-01, or more names than an order takes: options that cannot work (exit 2).
+USAGE = {"dns-01", "100"}
 
 
 @pytest.mark.parametrize(("names", "expected"), CASES)
@@ -62,7 +66,7 @@ def test_bad_names(
     expected: str,
 ) -> None:
     result = run_cli(_argv(tmp_path, closed_server, *names), capsys)
-    assert result.code == 1
+    assert result.code == (2 if expected in USAGE else 1)
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err
     assert lines[0].startswith("acmelite: error: ")
@@ -72,10 +76,10 @@ def test_bad_names(
 
 
 def _assert_clean_failure(
-    result: object, tmp_path: Path, expected: str, keep: tuple[str, ...] = ()
+    result: object, tmp_path: Path, expected: str, keep: tuple[str, ...] = (), exit_code: int = 1
 ) -> None:
     code, err = result.code, result.err  # type: ignore[attr-defined]
-    assert code == 1
+    assert code == exit_code, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("acmelite: error: ")
     assert expected in last, last
@@ -87,7 +91,7 @@ def test_wildcard_with_http01_says_dns01(
     tmp_path: Path, closed_server: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = run_cli(_argv(tmp_path, closed_server, "*.example.test"), capsys)
-    _assert_clean_failure(result, tmp_path, "--challenge dns-01")
+    _assert_clean_failure(result, tmp_path, "--challenge dns-01", exit_code=2)
 
 
 def test_unreadable_and_invalid_account_key(
@@ -133,15 +137,14 @@ def test_missing_out_no_names_bad_server(
     argv = _argv(tmp_path, closed_server, "a.test")
     i = argv.index("--out")
     result = run_cli(argv[:i] + argv[i + 2 :], capsys)
-    _assert_clean_failure(result, tmp_path, "--out DIR is required")
+    _assert_clean_failure(result, tmp_path, "--out DIR is required", exit_code=2)
     result = run_cli(_argv(tmp_path, closed_server), capsys)
-    _assert_clean_failure(result, tmp_path, "no names")
+    _assert_clean_failure(result, tmp_path, "no names", exit_code=2)
     result = run_cli(_argv(tmp_path, "letsencrypt-prod", "a.test"), capsys)
-    _assert_clean_failure(result, tmp_path, "neither a URL nor an alias")
-    result = run_cli(
-        [*_argv(tmp_path, closed_server, "a.test"), "--webroot", str(tmp_path / "nope")], capsys
-    )
-    _assert_clean_failure(result, tmp_path, "is not a directory")
+    _assert_clean_failure(result, tmp_path, "neither a URL nor an alias", exit_code=2)
+    argv = [a for a in _argv(tmp_path, closed_server, "a.test") if a not in ("--http-port", "0")]
+    result = run_cli([*argv, "--webroot", str(tmp_path / "nope")], capsys)
+    _assert_clean_failure(result, tmp_path, "is not a directory", exit_code=2)
 
 
 def test_idn_is_converted_and_said(

@@ -456,7 +456,7 @@ def _cert_dir(tmp: Path, server: str, cert: x509.Certificate) -> Path:
 
 def test_renew_needs_directories(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(["renew"], capsys)
-    assert result.code == 1
+    assert result.code == 2
     assert "nothing to renew" in result.err
 
 
@@ -475,7 +475,7 @@ def test_renew_unreachable_ca_falls_back_to_lifetime(
     out = _cert_dir(tmp_path, closed_server, make_cert(days=6, start=now - dt.timedelta(days=1)))
     result = run_cli(["renew", str(out), "--json"], capsys)
     assert result.code == 0, result.err
-    (decision,) = json.loads(result.out)
+    (decision,) = json.loads(result.out)["certificates"]
     assert decision["status"] == "not-due"
     assert "6 days lifetime, due when half remains" in decision["reason"]
     assert "no ARI" in result.err and "cannot reach" in result.err
@@ -501,7 +501,7 @@ def test_renew_backs_off_without_a_request(
     save_state(out, RenewalState().failed("validation failed for www.example.test", now=now))
     result = run_cli(["renew", str(out), "--json"], capsys)
     assert result.code == 0, result.err
-    (decision,) = json.loads(result.out)
+    (decision,) = json.loads(result.out)["certificates"]
     assert decision["status"] == "backing-off"
     assert decision["failures"] == 1
     assert "validation failed for www.example.test" in decision["reason"]

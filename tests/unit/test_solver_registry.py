@@ -205,7 +205,7 @@ def test_plugins_lists_builtins_with_secret_marked(capsys: pytest.CaptureFixture
 
     result = run_cli(["plugins", "--json"], capsys)
     assert result.code == 0, result.err
-    listing = {p["name"]: p for p in json.loads(result.out)}
+    listing = {p["name"]: p for p in json.loads(result.out)["solvers"]}
     assert {"standalone", "webroot", "rfc2136", "hook"} <= set(listing)
     secret = {o["name"]: o["secret"] for o in listing["rfc2136"]["options"]}
     assert secret["tsig-secret"] is True
