@@ -92,7 +92,7 @@ class AccountStore:
 
     def save_key(self, key: AccountKey) -> None:
         """Write ``key`` over the key file, atomically and 0600 from the first byte."""
-        atomic_write(self.key_path, key.to_pem(), mode=0o600)
+        key.save(self.key_path)
 
     # -- the URL cache -----------------------------------------------------------------------
 
@@ -159,9 +159,14 @@ class AccountStore:
             transport.deadline = time.monotonic() + timeout
         client = AcmeClient(directory_url, key, transport=transport, account_url=known)
         if known or not register:
+            if known and contact:
+                log.info(
+                    "the account %s exists already: its contact is not changed (update_account,"
+                    " or `acmelite account update`, changes it)", known,
+                )  # fmt: skip
             return client
         try:
-            client.register(
+            account = client.register(
                 contact=contact, agree_tos=agree_tos, eab=eab, only_return_existing=not agree_tos
             )
         except ProblemError as exc:
@@ -172,6 +177,12 @@ class AccountStore:
                     terms_of_service=client.directory.terms_of_service,
                 ) from exc
             raise
+        if contact and not client.account_created:
+            log.info(
+                "the account %s exists already with contact %s: it is not changed"
+                " (update_account, or `acmelite account update`, changes it)",
+                account.url, ", ".join(account.contact) or "(none)",
+            )  # fmt: skip
         self.remember(directory_url, client.account_url)
         return client
 

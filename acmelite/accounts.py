@@ -75,6 +75,7 @@ class AccountClient:
         self.directory_url = directory_url
         self.account_key = account_key
         self.account_url = account_url or ""
+        self.account_created = False
         #: How many orders :meth:`issue_many` runs at once; the session keeps as many
         #: connections alive.
         self.max_concurrency = max(1, max_concurrency)
@@ -103,9 +104,18 @@ class AccountClient:
         """The directory, fetched once per client."""
         with self._dir_lock:
             if self._directory is None:
-                resp = self.transport.get(self.directory_url)
-                self._directory = Directory.from_json(resp.json())
-                self.transport.new_nonce_url = self._directory.new_nonce
+                try:
+                    resp = self.transport.get(self.directory_url)
+                    directory = Directory.from_json(resp.json())
+                except (ProtocolError, ProblemError) as exc:
+                    if isinstance(exc, ProblemError) and exc.problem.status not in (404, 405):
+                        raise  # the CA's answer (rate limit, outage): not a wrong URL
+                    raise ProtocolError(
+                        f"{self.directory_url} does not serve an ACME directory ({exc})",
+                        code="not-a-directory",
+                    ) from exc
+                self._directory = directory
+                self.transport.new_nonce_url = directory.new_nonce
             return self._directory
 
     def _post(
@@ -164,7 +174,9 @@ class AccountClient:
             raise ProtocolError("newAccount answered without a Location header (the account URL)")
         self.account_url = resp.location
         account = Account.from_json(resp.json(), url=resp.location)
-        log.info("account %s (%s)", account.url, "created" if resp.status == 201 else "existing")
+        #: Whether the last :meth:`register` created the account (201) or found it.
+        self.account_created = resp.status == 201
+        log.info("account %s (%s)", account.url, "created" if self.account_created else "existing")
         return account
 
     # -- account management (RFC 8555 §7.3.1, §7.3.2, §7.3.5, §7.3.6) --------------------

@@ -192,6 +192,7 @@ class AcmeClient(AccountClient):
         authzs = [self.get_authorization(u, deadline=deadline) for u in order.authorizations]
         tasks = self.challenge_tasks(authzs, solver.challenge_type)
         if tasks:
+            failure: BaseException | None = None
             try:
                 log.info(
                     "publishing %d %s answer(s): %s",
@@ -208,8 +209,11 @@ class AcmeClient(AccountClient):
                     deadline=deadline,
                     wake=_fetched_waiter(solver, tasks, self._sleep),
                 )
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
-                self._cleanup(solver, tasks)
+                self._cleanup(solver, tasks, failure)
         else:
             order = self.poll_order(order, ("ready", "valid", "invalid"), deadline=deadline)
         if order.status == "invalid":
@@ -217,12 +221,16 @@ class AcmeClient(AccountClient):
         log.info("all %d authorization(s) valid", len(authzs))
         return order
 
-    def _cleanup(self, solver: Solver, tasks: Sequence[ChallengeTask]) -> None:
+    def _cleanup(
+        self, solver: Solver, tasks: Sequence[ChallengeTask], failure: BaseException | None
+    ) -> None:
         try:
             solver.cleanup(tasks)
         except AcmeliteError as exc:
-            # Reported, never raised over the original error (if any) or a success.
-            log.warning("cleanup failed: %s", exc)
+            # Reported, never raised over the original error (if any) or a success; the
+            # same error as the one that ends the run is said once, by the run.
+            same = failure is not None and str(exc) == str(failure)
+            log.log(logging.DEBUG if same else logging.WARNING, "cleanup failed: %s", exc)
 
     def _order_failure(self, order: Order, *, deadline: float | None) -> AcmeliteError:
         failed = []

@@ -20,6 +20,7 @@ from josepy import jwa, jwk
 
 from .constants import KEY_TYPES
 from .errors import InvalidInput
+from .storage import atomic_write, ensure_private_dir
 
 __all__ = [
     "AccountKey",
@@ -131,6 +132,17 @@ class AccountKey:
 
     def to_pem(self) -> bytes:
         return private_key_pem(self.key)
+
+    def save(self, path: str | Path) -> None:
+        """Write the key (PKCS#8 PEM) to ``path`` atomically, mode 0600 from the first byte,
+        creating a missing directory 0700. Raises :class:`InvalidInput` when the path
+        cannot be written."""
+        target = Path(path)
+        ensure_private_dir(target.parent)
+        try:
+            atomic_write(target, self.to_pem(), mode=0o600)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write the account key {target}: {exc.strerror}") from None
 
     @property
     def alg(self) -> str:

@@ -399,13 +399,47 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
+_ERRNO = re.compile(r"\[Errno (-?\d+)\] ([^'\"\)\]]+)")
+_OBJECT_REPR = re.compile(r"<[^<>]*>:?\s*")
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)")
+_POOL = re.compile(r"^\w+ConnectionPool\([^)]*\):\s*")
+_ABORTED = re.compile(r"\('([^']*)', \w+\('([^']*)'\)\)")
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in ("certificate verify failed:", "Caused by"):
+    """The cause of a requests error in words, without urllib3's reprs and wrappers:
+    ``Connection refused (errno 111)``, ``certificate verify failed: unable to get local
+    issuer certificate``, ``Read timed out``."""
+    text = " ".join(str(exc).split())
+    errno_match = _ERRNO.search(text)
+    if errno_match:
+        return f"{errno_match.group(2).strip()} (errno {errno_match.group(1)})"
+    aborted = _ABORTED.search(text)
+    if aborted:
+        return f"{aborted.group(1).rstrip('.')}: {aborted.group(2)}"
+    for marker in ("certificate verify failed:", "Caused by "):
         if marker in text:
-            text = text[text.index(marker) :]
+            text = text[text.index(marker) :].removeprefix("Caused by ")
             break
-    return " ".join(text.split())[:200]
+    text = _SSL_SOURCE.sub("", _OBJECT_REPR.sub("", _POOL.sub("", text)))
+    for wrapper in ("SSLError(", "SSLCertVerificationError(", "ReadTimeoutError(",
+                    "NewConnectionError(", "ProtocolError(", "MaxRetryError("):  # fmt: skip
+        text = text.replace(wrapper, "")
+    return _balanced(text.strip(" '\","))[:200] or type(exc).__name__
+
+
+def _balanced(text: str) -> str:
+    """``text`` less the closing brackets and quotes that have no opening one."""
+    out, depth = [], 0
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            if depth == 0:
+                continue
+            depth -= 1
+        out.append(char)
+    return "".join(out).rstrip(" '\",")
 
 
 def _looks_like_problem(resp: Response) -> bool:

@@ -36,6 +36,15 @@ __all__ = ["add_parser", "run"]
 log = logging.getLogger("acmelite.cli")
 
 
+_ACTION_EXAMPLES = {
+    "show": "acmelite account show --server letsencrypt --json",
+    "register": "acmelite account register --agree-tos --email ops@example.com"
+    " --eab-kid KID --eab-hmac-key B64URL --server zerossl",
+    "update": "acmelite account update --email ops@example.com --email sec@example.com",
+    "deactivate": "acmelite account deactivate --yes-deactivate",
+    "rollover": "acmelite account rollover --key-type ec384",
+}
+
 _ACTIONS = {
     "show": "look up the account of --account-key: URL, status, contact",
     "register": "create the account for --account-key (or find the one it has)",
@@ -55,7 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     actions.required = True
     parsers = {}
     for name, text in _ACTIONS.items():
-        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub = actions.add_parser(
+            name, help=text, description=text[0].upper() + text[1:] + ".",
+            epilog=f"example:\n  {_ACTION_EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
         parsers[name] = sub
     parsers["update"].add_argument(
         "--no-email", action="store_true", help="remove every contact address"

@@ -22,6 +22,9 @@ BY_CODE = {
     "eab-key-length": "check --eab-hmac-alg against what the CA gave you",
     "account-not-found": "pass --agree-tos to create one",
     "wildcard-needs-dns": "add --challenge dns-01 and a --dns solver",
+    "not-a-directory": "is --server the CA's ACME directory URL (for example"
+    " https://acme-v02.api.letsencrypt.org/directory, or an alias such as letsencrypt)?",
+    "not-tls": "check the port: acmelite check needs the TLS port (443 by default)",
 }
 
 #: A problem type (RFC 8555 §6.7, short form) -> what to do.

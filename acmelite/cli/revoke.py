@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="revoke a certificate",
         description="Revoke a certificate, signed by the account key or, with --key, by the"
         " certificate's own key (no account needed).",
+        epilog="examples:\n"
+        "  acmelite revoke --cert /etc/acmelite/example.com/cert.pem --reason superseded\n"
+        "  acmelite revoke --cert leaked.pem --key leaked-key.pem --reason keyCompromise",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--cert",

@@ -20,8 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "acmelite"
 LAYERS: list[tuple[str, ...]] = [
     ("acmelite.errors", "acmelite.constants", "acmelite._version", "acmelite._hookenv"),
     ("acmelite.models",),
+    ("acmelite.storage",),
     ("acmelite.names", "acmelite.keys", "acmelite.challenges", "acmelite.renewal"),
-    ("acmelite.jws", "acmelite.csr", "acmelite.storage", "acmelite.trust", "acmelite.tlsprobe"),
+    ("acmelite.jws", "acmelite.csr", "acmelite.trust", "acmelite.tlsprobe"),
     ("acmelite.transport", "acmelite.deploy", "acmelite.dns", "acmelite.diagnose"),
     ("acmelite.solvers", "acmelite.verify"),
     ("acmelite.accounts", "acmelite.client"),
