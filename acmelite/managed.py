@@ -204,8 +204,8 @@ class ManagedCertificate:
         check_output_dir(cert.path)
         with Issuer(config, insecure=insecure, agree_tos=agree_tos, eab=eab,
                     environ=environ) as issuer:  # fmt: skip
-            issuer.prepare()  # solver options, a bound listener: before any file or request
-            with OutputLock(cert.path):
+            with OutputLock(cert.path):  # another run on this directory: said first
+                issuer.prepare()  # solver options, a bound listener: before any request
                 bundle, _ = issuer.issue()
                 cert._install(bundle)
                 save_config(cert.path, config)

@@ -157,11 +157,9 @@ def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
     kid, key = getattr(args, "eab_kid", None), getattr(args, "eab_hmac_key", None)
     if bool(kid) != bool(key):
         raise UsageError("--eab-kid and --eab-hmac-key go together")
-    if not args.eab_kid:
+    if not kid or not key:
         return None
-    return ExternalAccountBinding(
-        kid=args.eab_kid, hmac_key=args.eab_hmac_key, alg=args.eab_hmac_alg
-    )
+    return ExternalAccountBinding(kid=kid, hmac_key=key, alg=args.eab_hmac_alg)
 
 
 def open_client(

@@ -566,13 +566,20 @@ def test_unreachable(acmelite_check: Check) -> None:
     doc = result.json()
     assert doc["exit_code"] == 13
     assert doc["ok"] is False
-    assert str(doc["error"]).startswith(f"cannot connect to 127.0.0.1:{port}")
+    assert doc["error"]["type"] == "NetworkError"
+    assert doc["error"]["message"].startswith(f"cannot connect to 127.0.0.1:{port}")
+    assert doc["target"] == {"host": "127.0.0.1", "port": port, "sni": "x.example.test"}
 
 
 def test_handshake_failure(garbage_server: int, acmelite_check: Check) -> None:
     result = acmelite_check(f"127.0.0.1:{garbage_server}", "--name", "x.example.test")
     assert result.code == 13
-    assert f"TLS handshake with 127.0.0.1:{garbage_server} failed" in result.err
+    # A server that answers in plain HTTP is named as such, with what to check.
+    assert result.err.strip() == (
+        f"acmelite: error: 127.0.0.1:{garbage_server} does not speak TLS (WRONG_VERSION_NUMBER):"
+        " is it a plain HTTP port?; check the port: acmelite check needs the TLS port"
+        " (443 by default)"
+    )
     assert result.out == ""
 
 
@@ -592,7 +599,7 @@ def test_handshake_failure(garbage_server: int, acmelite_check: Check) -> None:
 def test_usage_errors(acmelite_check: Check, argv: tuple[str, ...], message: str) -> None:
     result = acmelite_check(*argv)
     assert result.code == check.EXIT_USAGE == 2
-    assert result.err.startswith("acmelite check: error: ")
+    assert result.err.startswith("acmelite: error: ")
     assert message in result.err
     assert result.out == ""
 

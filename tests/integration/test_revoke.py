@@ -86,6 +86,7 @@ def test_revoke_with_certificate_key_needs_no_account(
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary == {
+        "ok": True,
         "serial": f"{serial:x}",
         "names": ["revoke-key.acmelite.test"],
         "reason": "cessationOfOperation",
