@@ -202,15 +202,15 @@ class ManagedCertificate:
         config = config.absolute()
         cert = cls(path, config, environ=environ, insecure=insecure)
         check_output_dir(cert.path)
-        with Issuer(config, insecure=insecure, agree_tos=agree_tos, eab=eab,
-                    environ=environ) as issuer:  # fmt: skip
-            with OutputLock(cert.path):  # another run on this directory: said first
-                issuer.prepare()  # solver options, a bound listener: before any request
-                bundle, _ = issuer.issue()
-                cert._install(bundle)
-                save_config(cert.path, config)
-                save_state(cert.path, RenewalState(last_renewal=now_utc()))
-                hook_error = cert._deploy()
+        issuer = Issuer(config, insecure=insecure, agree_tos=agree_tos, eab=eab, environ=environ)
+        # The lock first: another run on this directory is said before anything else.
+        with issuer, OutputLock(cert.path):
+            issuer.prepare()  # solver options, a bound listener: before any request
+            bundle, _ = issuer.issue()
+            cert._install(bundle)
+            save_config(cert.path, config)
+            save_state(cert.path, RenewalState(last_renewal=now_utc()))
+            hook_error = cert._deploy()
         cert.last_bundle = bundle
         if hook_error is not None:
             raise DeployFailed(cert, hook_error)
