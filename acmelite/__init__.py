@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .managed import DeployFailed, ManagedCertificate, RenewalResult
     from .models import Account, Authorization, Challenge, Directory, Identifier, Order, RenewalInfo
     from .names import matches, parse_identifiers
-    from .solvers.registry import ChallengeConfig, solver_for
+    from .solvers.registry import ChallengeConfig, SolverConfigError, solver_for
     from .tlsprobe import fetch_chain
     from .verify import VerifyReport, verify_deployment
 
@@ -68,6 +68,7 @@ _LAZY = {
     "RenewalResult": "managed",
     "SolverOption": "challenges",
     "solver_for": "solvers.registry",
+    "SolverConfigError": "solvers.registry",
     "DeployHookError": "errors",
     "DirectoryLocked": "errors",
     "DnsQueryError": "errors",
@@ -153,6 +154,7 @@ __all__ = [
     "RenewalResult",
     "Report",
     "Solver",
+    "SolverConfigError",
     "SolverError",
     "SolverOption",
     "VerifyReport",
