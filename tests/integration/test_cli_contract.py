@@ -357,6 +357,11 @@ def test_a_url_that_is_no_acme_directory(
     line = error_line(result)
     assert f"{typo} does not serve an ACME directory" in line
     assert "is --server the CA's ACME directory URL" in line
+    plain = pebble.directory_url.replace("https://", "http://")
+    argv[argv.index("--server") + 1] = plain
+    result = run_cli(argv, capsys)
+    assert result.code == 1
+    assert "is --server the CA's ACME directory URL" in error_line(result), result.err
 
 
 def test_idn_note_names_the_input_it_converted(
