@@ -113,12 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from ..errors import AcmeliteError
     from ..solvers.registry import SolverConfigError
     from .output import UsageError, fail
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)
     setup_logging(verbose, getattr(args, "quiet", False))
     try:
