@@ -1,5 +1,6 @@
 # acmelite developer tasks. `make test` is the one command: it installs what is missing first.
-#   make install   pip install -e '.[test,dev]' and Pebble into .cache/ (quick when done)
+#   make install   pip install -e '.[test,dev]', Pebble into .cache/ and (as root) Caddy
+#                  (quick when done)
 #   make test      unit + integration tests (pytest options live in pyproject.toml)
 #   make lint      ruff check, ruff format --check, mypy --strict
 #   make demo      issue a certificate from a throwaway local Pebble with the acmelite CLI
@@ -10,9 +11,9 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 PIP_STAMP := .cache/pip-install.stamp
 
-.PHONY: install pebble test lint format demo reliability clean distclean
+.PHONY: install pebble caddy test lint format demo reliability clean distclean
 
-install: pebble
+install: pebble caddy
 	@prefix=$$($(PYTHON) -c 'import sys; print(sys.prefix)'); \
 	if [ -f $(PIP_STAMP) ] && [ $(PIP_STAMP) -nt pyproject.toml ] \
 	   && [ "$$(cat $(PIP_STAMP))" = "$$prefix" ]; then \
@@ -24,6 +25,10 @@ install: pebble
 
 pebble:
 	@scripts/install-pebble
+
+# Caddy's ACME server (step-ca) is the suite's second ACME implementation.
+caddy:
+	@scripts/install-caddy || echo "caddy: not installed; the Caddy tests skip (fail under CI=true)"
 
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -8,11 +8,13 @@ itself (RFC 8555 §7.3), revocation (§7.6) and renewal information (RFC 9773).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,7 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from . import csr as csrmod
 from . import jws
 from .constants import REVOCATION_REASONS, serial_hex
-from .errors import InvalidInput, ProblemError, ProtocolError
+from .errors import (
+    InvalidInput,
+    ProblemError,
+    ProtocolError,
+    UnsupportedOperation,
+    is_not_implemented,
+    printable,
+)
 from .keys import AccountKey, PrivateKey, b64url
 from .models import Account, Directory, RenewalInfo
 from .transport import Response, Transport
@@ -38,14 +47,48 @@ log = logging.getLogger(__name__)
 
 _C = TypeVar("_C", bound="AccountClient")
 
+#: The longest EAB key id accepted locally (CAs issue 20-50 character ones).
+MAX_EAB_KID = 256
+#: A ``mailto:`` contact as CAs accept it: one address, no header fields (RFC 8555 §7.3).
+_MAILTO = re.compile(r"mailto:[^@\s,;:?<>]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExternalAccountBinding:
-    """EAB credentials from the CA (RFC 8555 §7.3.4). The key never appears in ``repr``."""
+    """EAB credentials from the CA (RFC 8555 §7.3.4). The key never appears in ``repr``.
+
+    Checked when made, before anything is sent: some CAs' EAB keys are single-use (Google
+    Trust Services': one account per key, and it expires unused after 7 days), and a
+    newAccount the CA refuses may still spend one, so a client-side mistake must never
+    reach the CA.
+    """
 
     kid: str
     hmac_key: str = field(repr=False)
     alg: str = "HS256"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidInput` for a key id, MAC key or algorithm no CA accepts."""
+        kid = self.kid
+        if not kid.strip():
+            raise InvalidInput("the EAB key id is empty")
+        if not kid.isascii() or any(c.isspace() or not c.isprintable() for c in kid):
+            raise InvalidInput(
+                f"the EAB key id {printable(kid[:60])!r} has spaces or control characters"
+                " (a pasted line break?); copy it again from your CA account"
+            )
+        if len(kid) > MAX_EAB_KID:
+            raise InvalidInput(
+                f"the EAB key id is {len(kid)} characters long; CAs issue short ones"
+            )
+        if kid == self.hmac_key.strip():
+            raise InvalidInput(
+                "the EAB key id and HMAC key are the same text; the CA gave you two values"
+            )
+        jws.eab_mac_key(self.hmac_key, self.alg)
 
 
 class AccountClient:
@@ -69,6 +112,7 @@ class AccountClient:
         poll_max_interval: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         max_concurrency: int = 8,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ca_bundle and transport is None and not os.path.isfile(ca_bundle):
             raise InvalidInput(f"CA bundle {ca_bundle}: no such file")
@@ -85,6 +129,8 @@ class AccountClient:
         self.poll_interval = poll_interval
         self.poll_max_interval = poll_max_interval
         self._sleep = sleep
+        #: ``time.monotonic`` unless a test injects a clock that ``sleep`` moves forward.
+        self._clock = clock
         self._directory: Directory | None = None
         self._dir_lock = threading.Lock()
 
@@ -147,12 +193,18 @@ class AccountClient:
         eab: ExternalAccountBinding | None = None,
         only_return_existing: bool = False,
     ) -> Account:
-        """Create the account, or find the existing one for this key (RFC 8555 §7.3, §7.3.1)."""
+        """Create the account, or find the existing one for this key (RFC 8555 §7.3, §7.3.1).
+
+        A new account's request is checked first — the terms agreed to when the CA has
+        some, the contacts well-formed, the EAB credentials fit — so a single-use EAB key
+        is never spent on a request the CA would refuse.
+        """
         directory = self.directory
         payload: dict[str, object] = {}
         if only_return_existing:
             payload["onlyReturnExisting"] = True
         else:
+            _check_new_account(directory, contact=contact, agree_tos=agree_tos, eab=eab)
             payload["termsOfServiceAgreed"] = agree_tos
             if contact:
                 payload["contact"] = _contact_urls(contact)
@@ -204,7 +256,8 @@ class AccountClient:
         A bare e-mail address becomes a ``mailto:`` URL.
         """
         url = self._account()
-        resp = self._post(url, {"contact": _contact_urls(contact)})
+        with _operation("account updates"):
+            resp = self._post(url, {"contact": _contact_urls(contact)})
         return Account.from_json(resp.json(), url=url)
 
     def deactivate_account(self) -> Account:
@@ -214,7 +267,9 @@ class AccountClient:
         a new account needs a new key.
         """
         url = self._account()
-        account = Account.from_json(self._post(url, {"status": "deactivated"}).json(), url=url)
+        with _operation("account deactivation"):
+            resp = self._post(url, {"status": "deactivated"})
+        account = Account.from_json(resp.json(), url=url)
         if account.status != "deactivated":
             raise ProtocolError(f"deactivation of {url} answered status {account.status!r}")
         log.info("account %s deactivated", url)
@@ -243,7 +298,8 @@ class AccountClient:
                 f"the new key already belongs to account {holder}; pick a key no account uses"
             )
         inner = _key_change_jws(self.account_key, new_key, url=url, account_url=account_url)
-        self._post(url, inner)
+        with _operation("key change (account key rollover, RFC 8555 §7.3.5)"):
+            self._post(url, inner)
         self.account_key = new_key
         log.info("account %s now signs with key %s", account_url, new_key.thumbprint())
 
@@ -298,14 +354,17 @@ class AccountClient:
             raise ProtocolError("the CA's directory has no revokeCert URL")
         if cert_key is None:
             self._account()
-            self._post(url, payload)
+            with _operation("revocation"):
+                self._post(url, payload)
         else:
             key = cert_key if isinstance(cert_key, AccountKey) else AccountKey(cert_key)
             if not csrmod.public_keys_match(cert, key.key):
                 raise InvalidInput(f"the key given is not the key of certificate {serial}")
-            self.transport.post(
-                url, lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload)
-            )
+            with _operation("revocation signed by the certificate key"):
+                self.transport.post(
+                    url,
+                    lambda nonce: jws.sign_request(key, url=url, nonce=nonce, payload=payload),
+                )
         log.info("certificate %s revoked (reason %s)", serial, "none" if code is None else code)
 
     # -- renewal information (RFC 9773) --------------------------------------------------
@@ -345,6 +404,39 @@ def revocation_reason_code(reason: int | str | None) -> int | None:
 def _contact_urls(contact: Sequence[str]) -> list[str]:
     """Contact URLs (RFC 8555 §7.3): a bare e-mail address becomes ``mailto:``."""
     return [c if ":" in c else f"mailto:{c}" for c in contact]
+
+
+def _check_new_account(
+    directory: Directory,
+    *,
+    contact: Sequence[str],
+    agree_tos: bool,
+    eab: ExternalAccountBinding | None,
+) -> None:
+    """What a CA would refuse in a newAccount request, refused before it is sent."""
+    if directory.terms_of_service and not agree_tos:
+        raise InvalidInput(
+            f"the CA has terms of service ({printable(directory.terms_of_service)}):"
+            " a new account must agree to them"
+        )
+    for url in _contact_urls(contact):
+        if url.startswith("mailto:") and not _MAILTO.fullmatch(url):
+            raise InvalidInput(
+                f"contact {printable(url)!r} is not one e-mail address (mailto:name@domain)"
+            )
+    if eab is not None:
+        eab.validate()
+
+
+@contextlib.contextmanager
+def _operation(name: str) -> Iterator[None]:
+    """Name the operation in the error when the CA says it does not implement it (HTTP 501)."""
+    try:
+        yield
+    except ProblemError as exc:
+        if is_not_implemented(exc.problem) and not isinstance(exc, UnsupportedOperation):
+            raise UnsupportedOperation(exc.problem, url=exc.url, operation=name) from exc
+        raise
 
 
 def _key_change_jws(

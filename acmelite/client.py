@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from .errors import (
     AcmeliteError,
     AuthorizationFailed,
     DeadlineExceeded,
+    IdentifierLimitExceeded,
     InvalidInput,
     Problem,
     ProblemError,
@@ -54,6 +56,7 @@ from .keys import PrivateKey, b64url, generate_private_key, private_key_pem
 from .models import Authorization, Challenge, Identifier, Order
 from .names import is_wildcard, matches, parse_identifiers
 from .storage import write_output_dir
+from .validation import CHALLENGE_RETRIES, FAILED_AUTHZ, Validation
 
 __all__ = ["AcmeClient", "CertificateBundle", "ExternalAccountBinding"]
 
@@ -113,6 +116,12 @@ class AcmeClient(AccountClient):
     :class:`~acmelite.accounts.AccountClient`, the order flow is here.
     """
 
+    #: How long a CA usually takes to validate the answers, in seconds: when the order has
+    #: not moved for twice this long after them, its authorizations are fetched to see why.
+    validation_time: float = 3.0
+    #: How often a challenge left ``pending`` with an error (step-ca) is POSTed again.
+    challenge_retries: int = CHALLENGE_RETRIES
+
     # -- orders, authorizations, challenges (RFC 8555 §7.4, §7.5) ------------------------
 
     def new_order(
@@ -129,18 +138,43 @@ class AcmeClient(AccountClient):
             payload["profile"] = profile
         if replaces:
             payload["replaces"] = replaces
-        resp = self._post(self.directory.new_order, payload, deadline=deadline)
+        try:
+            resp = self._post(self.directory.new_order, payload, deadline=deadline)
+        except ProblemError as exc:
+            too_many = _identifier_limit(exc, len(identifiers))
+            if too_many is not None:
+                raise too_many from exc
+            raise
         if not resp.location:
             raise ProtocolError("newOrder answered without a Location header (the order URL)")
-        return Order.from_json(resp.json(), url=resp.location)
+        order = Order.from_json(resp.json(), url=resp.location)
+        if profile and order.profile != profile:
+            if order.profile:
+                raise ProtocolError(
+                    f"asked for profile {profile!r}, the CA made order {order.url}"
+                    f" with profile {order.profile!r}"
+                )
+            log.warning(
+                "order %s does not say which profile it has (asked for %r): the CA may have"
+                " ignored it",
+                order.url,
+                profile,
+            )
+        return order
 
     def check_profile(self, profile: str) -> None:
         """Refuse a profile the directory does not list (draft-ietf-acme-profiles §3).
 
-        A directory that lists no profiles leaves the decision to the CA's newOrder.
+        A directory without ``meta.profiles`` offers none: a CA that does not know profiles
+        would ignore the request and issue its default certificate.
         """
         offered = self.directory.profiles
-        if offered and profile not in offered:
+        if not offered:
+            raise InvalidInput(
+                f"profile {profile!r}: this CA offers no profiles ({self.directory_url}"
+                " lists none in meta.profiles); leave the profile out"
+            )
+        if profile not in offered:
             listing = "; ".join(
                 f"{name} ({text})" if text else name for name, text in offered.items()
             )
@@ -162,7 +196,11 @@ class AcmeClient(AccountClient):
     def challenge_tasks(
         self, authorizations: Iterable[Authorization], challenge_type: str
     ) -> list[ChallengeTask]:
-        """One :class:`ChallengeTask` per pending authorization, for ``challenge_type``."""
+        """One :class:`ChallengeTask` per pending authorization, for ``challenge_type``.
+
+        An authorization that is ``valid`` already (validated for this account before, or
+        pre-validated by the CA, as Sectigo does) gets none, whatever challenges it lists.
+        """
         tasks = []
         for authz in authorizations:
             if authz.status == "valid":
@@ -188,11 +226,26 @@ class AcmeClient(AccountClient):
         return tasks
 
     def authorize(self, order: Order, solver: Solver, *, deadline: float | None = None) -> Order:
-        """Solve every authorization of ``order`` at once; return the order once ``ready``."""
+        """Solve every authorization of ``order`` at once; return the order once ``ready``.
+
+        An order that is ``ready`` or ``valid`` already needs nothing. Authorizations that
+        are ``valid`` already are skipped: no challenge answered, no solver call for them.
+        An identifier that fails ends the wait at once, with the CA's reason (see
+        :mod:`acmelite.validation` for where CAs put it).
+        """
+        if order.status in ("ready", "valid"):
+            log.info("order %s is %s already: nothing to validate", order.url, order.status)
+            return order
+        if order.status == "invalid":
+            raise self._order_failure(order, deadline=deadline)
         authzs = [self.get_authorization(u, deadline=deadline) for u in order.authorizations]
         tasks = self.challenge_tasks(authzs, solver.challenge_type)
+        if len(tasks) < len(authzs):
+            log.info("%d authorization(s) valid already", len(authzs) - len(tasks))
         if tasks:
             failure: BaseException | None = None
+            # challenge_tasks() keeps the order of the authorizations it did not skip.
+            pending = [a.url for a in authzs if a.status != "valid"]
             try:
                 log.info(
                     "publishing %d %s answer(s): %s",
@@ -201,13 +254,17 @@ class AcmeClient(AccountClient):
                     ", ".join(t.name for t in tasks),
                 )
                 solver.perform(tasks)
+                validation = Validation(tasks, pending, retries=self.challenge_retries)
                 for task in tasks:
-                    self.answer_challenge(task.challenge, deadline=deadline)
-                order = self.poll_order(
+                    validation.answered(
+                        task, self.answer_challenge(task.challenge, deadline=deadline)
+                    )
+                validation.check()
+                order = self._await_validation(
                     order,
-                    ("ready", "valid", "invalid"),
-                    deadline=deadline,
+                    validation,
                     wake=_fetched_waiter(solver, tasks, self._sleep),
+                    deadline=deadline,
                 )
             except BaseException as exc:
                 failure = exc
@@ -236,13 +293,113 @@ class AcmeClient(AccountClient):
         failed = []
         for url in order.authorizations:
             authz = self.get_authorization(url, deadline=deadline)
-            if authz.status not in ("valid", "pending"):
+            if authz.status in FAILED_AUTHZ or any(c.status == "invalid" for c in authz.challenges):
                 failed.append(authz.failure())
         if failed:
             return AuthorizationFailed(failed)
         if order.error is not None:
             return ProblemError(order.error, url=order.url)
         return ProtocolError(f"order {order.url} became invalid without saying why")
+
+    # Theory of operation — waiting for the validations. The order is polled on the schedule
+    # of poll_order() (Retry-After, else 50 ms doubling to poll_max_interval, cut short when
+    # the solver sees the CA fetch an answer). Between two polls, each at its own time:
+    #
+    # * challenges step-ca left "pending" with an error are POSTed again, 1 s and then 2 s
+    #   later (challenge_retries times); still failing, the identifier fails;
+    # * when the order is still pending 2 x validation_time after the answers (then 4x,
+    #   8x, ...), the authorizations not known to be settled are fetched: a CA may fail a
+    #   challenge or an authorization and never the order;
+    # * just before the deadline they are fetched a last time, so that the error says for
+    #   each identifier what the CA last said.
+    #
+    # On the happy path none of these comes due before the order is ready, so the requests
+    # are those of polling the order alone (tests/integration/test_request_budget.py).
+    def _await_validation(
+        self,
+        order: Order,
+        validation: Validation,
+        *,
+        wake: Callable[[float], bool] | None,
+        deadline: float | None,
+    ) -> Order:
+        start = self._clock()
+        last_call = None
+        if deadline is not None:
+            last_call = deadline - min(1.0, max(0.0, deadline - start) / 10)
+        interval = self.poll_interval
+        poll_at, asked = start + interval, False
+        retry_gap = 1.0
+        retry_at = start + retry_gap
+        check_gap = 2 * self.validation_time
+        check_at = start + check_gap
+        while order.status not in ("ready", "valid", "invalid"):
+            validation.check()
+            retrying = validation.to_retry()
+            due = min(poll_at, check_at, retry_at if retrying else math.inf)
+            if last_call is not None and due > last_call:
+                self._last_look(validation, deadline)
+                validation.check()
+                raise validation.at_deadline(order)
+            event = "retry" if retrying and due == retry_at else "check"
+            if due == poll_at:
+                event = "poll"
+            now = self._clock()
+            if due > now:
+                if event == "poll" and wake is not None and not asked:
+                    wake(due - now)  # returns early when the CA fetched an answer
+                else:
+                    self._sleep(due - now)
+            if event == "retry":
+                self._answer_again(validation, retrying, deadline)
+                retry_gap *= 2
+                retry_at = self._clock() + retry_gap
+            elif event == "check":
+                log.info("order %s unchanged; looking at its authorizations", order.url)
+                self._look(validation, deadline)
+                check_gap *= 2
+                check_at = self._clock() + check_gap
+            else:
+                resp = self._post(order.url, None, deadline=deadline)
+                order = Order.from_json(resp.json(), url=order.url)
+                interval = min(interval * 2, self.poll_max_interval)
+                told = resp.retry_after
+                asked = told is not None
+                poll_at = self._clock() + (told if told is not None else interval)
+        return order
+
+    def _answer_again(
+        self, validation: Validation, tasks: Sequence[ChallengeTask], deadline: float | None
+    ) -> None:
+        """POST each challenge again (step-ca validates again only then).
+
+        A CA that refuses a second POST (Pebble: "only status pending") is asked for the
+        authorization instead, which says how the validation went.
+        """
+        for task in tasks:
+            log.info("%s: not validated yet; asking the CA to try again", task.name)
+            try:
+                answer = self.answer_challenge(task.challenge, deadline=deadline)
+            except ProblemError as exc:
+                log.debug("%s: the second answer was refused (%s)", task.name, exc)
+                validation.answered(task, None)
+                validation.authorization(
+                    self.get_authorization(validation.authz_url(task), deadline=deadline)
+                )
+            else:
+                validation.answered(task, answer)
+
+    def _look(self, validation: Validation, deadline: float | None) -> None:
+        """Fetch the authorizations of the identifiers not settled yet (POST-as-GET)."""
+        for url in validation.unsettled():
+            validation.authorization(self.get_authorization(url, deadline=deadline))
+
+    def _last_look(self, validation: Validation, deadline: float | None) -> None:
+        """:meth:`_look` at the deadline: what it cannot learn, the error says without."""
+        try:
+            self._look(validation, deadline)
+        except AcmeliteError as exc:
+            log.debug("last look at the authorizations failed: %s", exc)
 
     def poll_order(
         self,
@@ -259,16 +416,15 @@ class AcmeClient(AccountClient):
         (or the ``retry_after`` its response asked for), not at once. ``wake(seconds)``, if
         given, is waited on instead of a backoff sleep (never instead of a Retry-After): it
         returns early when the order has probably changed (the CA fetched an answer).
+        There is no limit of its own besides ``deadline``: a CA may stay ``processing``
+        for minutes (ZeroSSL does).
         """
         interval = self.poll_interval
         wait = retry_after if retry_after is not None else interval
         asked = retry_after is not None
         while order.status not in until:
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise DeadlineExceeded(
-                    f"order {order.url} still {order.status} at the deadline"
-                    f" ({', '.join(i.value for i in order.identifiers)})"
-                )
+            if deadline is not None and self._clock() + wait > deadline:
+                raise _still(order, wait if asked else None)
             if wake is None or asked:
                 self._sleep(wait)
             else:
@@ -300,19 +456,30 @@ class AcmeClient(AccountClient):
     def download_certificate(
         self, url: str, *, preferred_chain: str | None = None, deadline: float | None = None
     ) -> bytes:
-        """The PEM chain at ``url``; with ``preferred_chain``, the alternate (RFC 8555 §7.4.2)
-        whose topmost issuer's common name matches, else the default chain."""
+        """The PEM chain at ``url``, every certificate kept, in the CA's order.
+
+        With ``preferred_chain`` (an issuer's common name), the chain among the default and
+        its alternates (RFC 8555 §7.4.2) whose topmost issuer has that name; failing that,
+        the first in which any certificate has that issuer; else the default chain.
+        """
         resp = self._post(url, None, accept=PEM_CHAIN, deadline=deadline)
         pem = resp.content
-        csrmod.split_pem_chain(pem, source=url)
-        if preferred_chain and not _chain_matches(pem, preferred_chain):
-            for alt in resp.link("alternate"):
-                alt_pem = self._post(alt, None, accept=PEM_CHAIN, deadline=deadline).content
-                csrmod.split_pem_chain(alt_pem, source=alt)
-                if _chain_matches(alt_pem, preferred_chain):
-                    log.info("using the alternate chain issued by %r", preferred_chain)
-                    return alt_pem
-            log.info("no chain issued by %r; using the default chain", preferred_chain)
+        issuers = _issuers(csrmod.split_pem_chain(pem, source=url))
+        if not preferred_chain or issuers[-1] == preferred_chain:
+            return pem
+        fallback = pem if preferred_chain in issuers else None
+        for alt in resp.link("alternate"):
+            alt_pem = self._post(alt, None, accept=PEM_CHAIN, deadline=deadline).content
+            alt_issuers = _issuers(csrmod.split_pem_chain(alt_pem, source=alt))
+            if alt_issuers[-1] == preferred_chain:
+                log.info("using the alternate chain whose top is issued by %r", preferred_chain)
+                return alt_pem
+            if fallback is None and preferred_chain in alt_issuers:
+                fallback = alt_pem
+        if fallback is not None:
+            log.info("using a chain with a certificate issued by %r", preferred_chain)
+            return fallback
+        log.info("no chain issued by %r; using the default chain", preferred_chain)
         return pem
 
     # -- the whole story ----------------------------------------------------------------
@@ -350,7 +517,7 @@ class AcmeClient(AccountClient):
                     f"{ips[0]} is an IP address: dns-01 cannot validate IP identifiers"
                     " (RFC 8738 §7); use http-01"
                 )
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock() + timeout
         if not self.account_url:
             raise InvalidInput("no account: call register() (or pass account_url) first")
         if csr is None:
@@ -361,14 +528,28 @@ class AcmeClient(AccountClient):
             key_pem = b""
         order = self.new_order(identifiers, profile=profile, replaces=replaces, deadline=deadline)
         log.info("order %s: %d name(s)", order.url, len(identifiers))
-        order = self.authorize(order, solver, deadline=deadline)
-        log.info("finalizing")
-        order = self.finalize(order, csr, deadline=deadline)
-        log.info("downloading certificate")
+        reused = order.status == "valid"
+        if reused:
+            # A CA that hands back an order it finished before: its certificate is usable
+            # only if it is for this request's key.
+            if not order.certificate:
+                raise ProtocolError(f"order {order.url} is valid but names no certificate")
+            log.info("order %s is valid already: downloading its certificate", order.url)
+        else:
+            order = self.authorize(order, solver, deadline=deadline)
+            log.info("finalizing")
+            order = self.finalize(order, csr, deadline=deadline)
+            log.info("downloading certificate")
         pem = self.download_certificate(
             order.certificate, preferred_chain=preferred_chain, deadline=deadline
         )
         chain = csrmod.split_pem_chain(pem, source=order.certificate)
+        if reused and not csrmod.public_keys_match(chain[0], csr):
+            raise ProtocolError(
+                f"the CA answered the new order with order {order.url}, finished before, whose"
+                " certificate is for another key; acmelite cannot use it (issue with the key"
+                " it was made for, or retry once the CA has let that order expire)"
+            )
         _check_issued(chain[0], csr, [i.value for i in identifiers])
         leaf_end = pem.index(b"-----END CERTIFICATE-----") + len(b"-----END CERTIFICATE-----")
         cert_pem = pem[:leaf_end].strip() + b"\n"
@@ -425,11 +606,54 @@ def _fetched_waiter(
     return wake
 
 
-def _chain_matches(pem: bytes, issuer_cn: str) -> bool:
-    certs = x509.load_pem_x509_certificates(pem)
-    top = certs[-1]
-    cns = [str(a.value) for a in top.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    return issuer_cn in cns
+def _issuers(chain: Sequence[x509.Certificate]) -> list[str]:
+    """The issuer common name of each certificate, leaf first ("" for an issuer without)."""
+    out = []
+    for cert in chain:
+        cns = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        out.append(str(cns[0].value) if cns else "")
+    return out
+
+
+def _still(order: Order, retry_after: float | None) -> DeadlineExceeded:
+    """The error for an order that did not reach the state waited for before the deadline."""
+    names = ", ".join(i.value for i in order.identifiers)
+    if order.status == "processing":
+        asked = ""
+        if retry_after is not None:
+            asked = f"; it asked to be polled again in {retry_after:.0f} s"
+        return DeadlineExceeded(
+            f"the CA is still processing order {order.url} ({names}) at the deadline{asked};"
+            " it may still issue the certificate later"
+        )
+    return DeadlineExceeded(f"order {order.url} still {order.status} at the deadline ({names})")
+
+
+#: "Order cannot contain more than 100 DNS names", "identifier limit exceeded (max 50)".
+_LIMIT_WORDS = re.compile(r"too many|more than|limit|maximum|at most|exceed", re.I)
+_PLURAL_IDENTIFIERS = re.compile(r"identifiers|names|domains|SANs|entries", re.I)
+_NOT_A_COUNT = re.compile(r"length|characters|label|long", re.I)
+_LIMIT_NUMBER = re.compile(
+    r"(?:more than|at most|maximum(?: of| is)?|max\.?|limit(?: of| is)?|up to)\s*\(?\s*(\d+)",
+    re.I,
+)
+
+
+def _identifier_limit(exc: ProblemError, requested: int) -> IdentifierLimitExceeded | None:
+    """The newOrder refusal ``exc`` as an :class:`IdentifierLimitExceeded`, if it is one."""
+    problem = exc.problem
+    if requested < 2 or problem.short_type not in ("rejectedIdentifier", "malformed"):
+        return None
+    detail = problem.detail
+    if not (_LIMIT_WORDS.search(detail) and _PLURAL_IDENTIFIERS.search(detail)):
+        return None
+    if _NOT_A_COUNT.search(detail):
+        return None
+    number = _LIMIT_NUMBER.search(detail)
+    limit = int(number.group(1)) if number else None
+    if limit is not None and limit >= requested:
+        return None
+    return IdentifierLimitExceeded(problem, url=exc.url, limit=limit, requested=requested)
 
 
 def _check_issued(

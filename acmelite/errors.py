@@ -23,6 +23,7 @@ __all__ = [
     "DeployHookError",
     "DirectoryLocked",
     "DnsQueryError",
+    "IdentifierLimitExceeded",
     "InvalidInput",
     "NetworkError",
     "Problem",
@@ -30,6 +31,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "SolverError",
+    "UnsupportedOperation",
 ]
 
 ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
@@ -109,16 +111,28 @@ class Problem:
         return out
 
     def describe(self) -> str:
-        """One line: ``[name] type: detail (subproblem; subproblem)``."""
+        """One line: ``[name] type: detail (subproblem; subproblem)``.
+
+        The server's words are kept, with control characters (a newline, an escape
+        sequence) shown as ``\\xNN``, so the line stays one line on a terminal or in a log.
+        """
         head = f"{self.identifier}: " if self.identifier else ""
         text = f"{head}{self.short_type}: {self.detail or self.title or 'no detail given'}"
         if self.subproblems:
             text += " (" + "; ".join(s.describe() for s in self.subproblems) + ")"
-        return text
+        return printable(text)
 
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped as ``\\xNN`` (server text, one line)."""
+    return text.translate(_CONTROL)
 
 
 class AcmeliteError(Exception):
@@ -150,7 +164,14 @@ class DnsQueryError(NetworkError):
 
 
 class ProtocolError(AcmeliteError):
-    """The server answered something RFC 8555 does not allow (bad JSON, missing field)."""
+    """The server answered something RFC 8555 does not allow (bad JSON, missing field).
+
+    ``status`` is the HTTP status of the answer, when the error is about one (else None).
+    """
+
+    def __init__(self, *args: object, status: int | None = None, code: str = "") -> None:
+        super().__init__(*args, code=code)
+        self.status = status
 
 
 class DeadlineExceeded(AcmeliteError):
@@ -213,16 +234,68 @@ class RateLimitedError(ProblemError):
 
 
 class AuthorizationFailed(AcmeliteError):
-    """One or more authorizations of an order became invalid.
+    """One or more identifiers of an order failed validation.
 
     ``problems`` holds one :class:`Problem` per failed identifier, with ``identifier`` set.
+    The message names each one with the CA's reason, one line per identifier.
     """
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         names = ", ".join(p.identifier or "?" for p in self.problems)
-        details = "; ".join(p.describe() for p in self.problems)
-        super().__init__(f"validation failed for {names}: {details}")
+        super().__init__(
+            one_line_each(f"validation failed for {names}", [p.describe() for p in self.problems])
+        )
+
+
+def one_line_each(head: str, lines: Sequence[str]) -> str:
+    """``head: line`` for one line; for more, ``head:`` and each line indented below it."""
+    if len(lines) == 1:
+        return f"{head}: {lines[0]}"
+    return f"{head}:" + "".join(f"\n  {line}" for line in lines)
+
+
+class IdentifierLimitExceeded(ProblemError):
+    """newOrder refused the order for having more identifiers than the CA allows.
+
+    ``limit`` is how many the CA said it accepts (None when it did not say), ``requested``
+    how many the order had.
+    """
+
+    def __init__(
+        self, problem: Problem, *, url: str = "", limit: int | None, requested: int
+    ) -> None:
+        super().__init__(problem, url=url)
+        self.limit = limit
+        self.requested = requested
+        accepts = (
+            f"the CA accepts at most {limit} identifiers per order"
+            if limit is not None
+            else "the CA refused the order as having too many identifiers"
+        )
+        self.args = (
+            f"{accepts}, this order has {requested}: split the names over several"
+            f" certificates (the CA said: {problem.describe()})",
+        )
+
+
+class UnsupportedOperation(ProblemError):
+    """The CA answered HTTP 501 (or ``notImplemented``): it lacks ``operation`` altogether.
+
+    Some CAs label this answer with a misleading type (step-ca sends ``rejectedIdentifier``
+    with its 501), so the status decides, and the message says which operation is missing.
+    """
+
+    def __init__(self, problem: Problem, *, url: str = "", operation: str) -> None:
+        super().__init__(problem, url=url)
+        self.operation = operation
+        status = f"HTTP {problem.status}" if problem.status else "the CA"
+        self.args = (f"the CA does not implement {operation} ({status}: {problem.describe()})",)
+
+
+def is_not_implemented(problem: Problem) -> bool:
+    """HTTP 501, or a problem type that says "not implemented" whatever its status."""
+    return problem.status == 501 or problem.short_type in ("notImplemented", "unsupported")
 
 
 def problem_error(

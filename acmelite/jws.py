@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from .errors import InvalidInput
 from .keys import AccountKey, b64url
 
-__all__ = ["eab_jws", "sign_request", "signed_object"]
+__all__ = ["eab_jws", "eab_mac_key", "sign_request", "signed_object"]
 
 JsonObject = Mapping[str, object]
 
@@ -62,6 +62,16 @@ def eab_jws(
 
     The payload is the account's public JWK, MAC-ed with the CA-issued key.
     """
+    mac_key = eab_mac_key(hmac_key_b64, alg)
+    digest = _HMAC[alg.upper()]
+    protected_b64 = _encode({"alg": alg.upper(), "kid": kid, "url": url})
+    payload_b64 = _encode(account_key.public_jwk())
+    mac = hmac.new(mac_key, f"{protected_b64}.{payload_b64}".encode("ascii"), digest).digest()
+    return {"protected": protected_b64, "payload": payload_b64, "signature": b64url(mac)}
+
+
+def eab_mac_key(hmac_key_b64: str, alg: str) -> bytes:
+    """The EAB MAC key, decoded, once it is fit for ``alg`` (else :class:`InvalidInput`)."""
     digest = _HMAC.get(alg.upper())
     if digest is None:
         raise InvalidInput(f"unknown EAB MAC algorithm {alg!r}; use HS256, HS384 or HS512")
@@ -79,10 +89,7 @@ def eab_jws(
             " (RFC 7518 §3.2)",
             code="eab-key-length",
         )
-    protected_b64 = _encode({"alg": alg.upper(), "kid": kid, "url": url})
-    payload_b64 = _encode(account_key.public_jwk())
-    mac = hmac.new(mac_key, f"{protected_b64}.{payload_b64}".encode("ascii"), digest).digest()
-    return {"protected": protected_b64, "payload": payload_b64, "signature": b64url(mac)}
+    return mac_key
 
 
 def _b64url_decode(text: str) -> bytes:

@@ -197,16 +197,29 @@ class Authorization:
 
     @classmethod
     def from_json(cls, data: object, *, url: str) -> Authorization:
+        """Parse an authorization. One that is ``valid`` already needs no challenge, so its
+        challenges may be missing or odd (CAs that pre-validate, such as Sectigo, list
+        none or one of their own making): those that do not parse are left out."""
         what = "authorization"
         obj = _as_mapping(data, what)
+        status = _str(obj, "status", what)
         chals = obj.get("challenges", [])
+        if chals is None and status == "valid":
+            chals = []
         if not isinstance(chals, list):
             raise ProtocolError(f"{what}: field 'challenges' is not a list")
+        challenges = []
+        for chal in chals:
+            try:
+                challenges.append(Challenge.from_json(chal))
+            except ProtocolError:
+                if status != "valid":
+                    raise
         return cls(
             url=url,
             identifier=Identifier.from_json(obj.get("identifier")),
-            status=_str(obj, "status", what),
-            challenges=tuple(Challenge.from_json(c) for c in chals),
+            status=status,
+            challenges=tuple(challenges),
             expires=_time(obj, "expires", what),
             wildcard=obj.get("wildcard") is True,
         )

@@ -10,7 +10,11 @@ Theory of operation — nonces and retries (RFC 8555 §6.5, §6.6):
   ``HEAD newNonce``. In a sequential flow that means exactly one newNonce per run.
 * ``badNonce`` is not an error for the caller: the problem response carries a fresh
   nonce, so the request is signed again with it and resent, up to ``max_bad_nonce``
-  times (a CA rejecting half of all nonces still succeeds with near certainty).
+  times (a CA rejecting half of all nonces still succeeds with near certainty). A
+  ``badNonce`` without a ``Replay-Nonce`` empties the pool (its nonces are suspect too),
+  so the retry spends a fresh ``newNonce``.
+* ``HEAD newNonce`` answered 404 or 405 (a CA that only knows GET) is sent as ``GET``,
+  then and for the rest of the session (RFC 8555 §7.2 allows both).
 * 429 and 503 with ``Retry-After`` are waited out when the wait fits under
   ``max_retry_after`` and the deadline; otherwise the error carries ``retry_after``.
 * A connection failure is retried only for requests that are safe to repeat: GET, HEAD
@@ -144,6 +148,10 @@ class NoncePool:
         with self._lock:
             return self._nonces.pop() if self._nonces else None
 
+    def clear(self) -> None:
+        with self._lock:
+            self._nonces.clear()
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._nonces)
@@ -167,6 +175,8 @@ class Transport:
         max_connections: int = 10,
     ) -> None:
         self.new_nonce_url = ""
+        #: ``HEAD``, or ``GET`` once the CA refused HEAD on newNonce.
+        self.new_nonce_method = "HEAD"
         self.nonces = NoncePool()
         self.timeout = timeout
         #: A ``time.monotonic()`` after which no request starts (``--timeout``); None: none.
@@ -209,13 +219,28 @@ class Transport:
         )
 
     def new_nonce(self, *, deadline: float | None = None) -> str:
-        """``HEAD newNonce`` (RFC 8555 §7.2); only used when the pool is empty."""
+        """``HEAD newNonce`` (RFC 8555 §7.2), or ``GET`` where HEAD is refused; only used
+        when the pool is empty."""
         if not self.new_nonce_url:
             raise ProtocolError("no newNonce URL: fetch the directory first")
         url = self.new_nonce_url
-        resp = self._waiting(
-            lambda: self._checked("HEAD", url, deadline=deadline, idempotent=True), url, deadline
-        )
+
+        def fetch(method: str) -> Response:
+            return self._waiting(
+                lambda: self._checked(method, url, deadline=deadline, idempotent=True),
+                url,
+                deadline,
+            )
+
+        try:
+            resp = fetch(self.new_nonce_method)
+        except (ProblemError, ProtocolError) as exc:
+            status = exc.problem.status if isinstance(exc, ProblemError) else exc.status
+            if self.new_nonce_method != "HEAD" or status not in (404, 405):
+                raise
+            log.info("%s refuses HEAD (HTTP %s); asking for nonces with GET", url, status)
+            self.new_nonce_method = "GET"
+            resp = fetch("GET")
         nonce = resp.headers.get("Replay-Nonce")
         if not nonce:
             raise ProtocolError(f"{self.new_nonce_url} returned no Replay-Nonce header")
@@ -318,6 +343,8 @@ class Transport:
                 problem = Problem.from_json(resp.json(), status=resp.status)
             except ProtocolError:
                 problem = Problem(detail=_snippet(resp.content), status=resp.status)
+            if problem.short_type == "badNonce" and not resp.headers.get("Replay-Nonce"):
+                self.nonces.clear()
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
         if resp.status in (429, 503):
             problem = Problem(
@@ -330,7 +357,8 @@ class Transport:
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
         raise ProtocolError(
             f"{url} answered HTTP {resp.status} with {resp.content_type or 'no content type'}"
-            f" instead of a problem document: {_snippet(resp.content)}"
+            f" instead of a problem document: {_snippet(resp.content)}",
+            status=resp.status,
         )
 
     def _send(

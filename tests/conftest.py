@@ -25,6 +25,7 @@ from acmelite.testing import (
     PebbleServer,
     find_pebble,
 )
+from acmelite.testing.caddy import CaddyUnavailable, find_caddy
 
 PebbleFactory = Callable[..., PebbleServer]
 
@@ -43,7 +44,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [_pebble_header(), _caddy_header()]
+
+
+def _pebble_header() -> str:
     url = os.environ.get("ACMELITE_TEST_PEBBLE_URL")
     if url:
         return f"pebble: external, {url}"
@@ -52,6 +57,14 @@ def pytest_report_header(config: pytest.Config) -> str:
     except PebbleNotFound as exc:
         return f"pebble: not found ({exc})"
     return f"pebble: {binaries.version} ({binaries.pebble})"
+
+
+def _caddy_header() -> str:
+    try:
+        caddy = find_caddy()
+    except CaddyUnavailable as exc:
+        return f"caddy: not found ({exc})"
+    return f"caddy: {caddy.version} ({caddy.path})"
 
 
 def in_ci() -> bool:

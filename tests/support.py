@@ -143,10 +143,10 @@ def tree_snapshot(path: Path) -> dict[str, bytes]:
 
 
 @contextlib.contextmanager
-def serve_directory(root: Path, port: int) -> Iterator[None]:
-    """A plain static web server for ``root`` on 127.0.0.1:``port`` (for --webroot tests)."""
+def serve_directory(root: Path, port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """A plain static web server for ``root`` on ``host:port`` (for --webroot tests)."""
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = http.server.ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

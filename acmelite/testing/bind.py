@@ -7,6 +7,11 @@ hmac-sha256 TSIG key (a fresh random secret per server) and zone transfers to lo
 an SOA, ``NS ns.<zone>.``, ``ns A 127.0.0.1``, an apex ``A 127.0.0.1`` and ``* A 127.0.0.1`` so
 the HTTP-01 names a test CA asks for resolve to this machine.
 
+``address`` puts ``ns``, the apex and ``*`` at another address (``127.x.y.z``, for a CA that
+must reach port 80 there). BIND listens only on addresses an interface has, so to serve a
+stub resolver (``/etc/resolv.conf`` knows no port) on ``127.x.y.z:53`` put a
+:class:`acmelite.testing.relay.DnsRelay` in front of it.
+
 With ``recursion=True`` it also answers like the resolver a CA uses: a query that asks for
 recursion follows a CNAME from one of its zones into another (an authoritative-only BIND does
 not), which Pebble needs to validate a CNAME-delegated ``_acme-challenge``. A local, empty
@@ -55,6 +60,8 @@ __all__ = ["DEFAULT_ZONES", "BindNotFound", "BindServer", "find_named"]
 
 DEFAULT_ZONES = ("example.test", "acme-dns.test", "svc.clusterset.local")
 HOST = "127.0.0.1"
+#: Who may transfer zones and ask for recursion: this machine (any loopback source).
+_LOOPBACK = "127.0.0.0/8"
 _Change = Callable[[dns.update.UpdateMessage, dns.name.Name], None]
 _START_ATTEMPTS = 3
 
@@ -93,6 +100,7 @@ class BindServer:
         key_name: str = "acmelite-test",
         limited_key_name: str = "acmelite-limited",
         recursion: bool = False,
+        address: str = HOST,
         named: str | None = None,
         startup_timeout: float = 15.0,
     ) -> None:
@@ -112,6 +120,8 @@ class BindServer:
         self.limited_key_secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
         self.host = HOST
         self.port = 0
+        #: The address of ``ns``, the apex and ``*`` in every zone.
+        self.a_address = address
         self.directory: Path | None = None
         self._named = named
         self._startup_timeout = startup_timeout
@@ -234,13 +244,13 @@ class BindServer:
             f"    listen-on port {self.port} {{ {HOST}; }};",
             "    listen-on-v6 { none; };",
             *(
-                ["    recursion yes;", f"    allow-recursion {{ {HOST}; }};"]
+                ["    recursion yes;", f"    allow-recursion {{ {_LOOPBACK}; }};"]
                 if self.recursion
                 else ["    recursion no;"]
             ),
             "    dnssec-validation no;",
             "    notify no;",
-            f"    allow-transfer {{ {HOST}; }};",
+            f"    allow-transfer {{ {_LOOPBACK}; }};",
             "};",
             "controls { };",
             _key_clause(self.key_name, self.key_algorithm, self.key_secret),
@@ -268,7 +278,7 @@ class BindServer:
                 "$TTL 60\n"
                 ". IN SOA ns.root.invalid. hostmaster.root.invalid. 1 3600 600 86400 60\n"
                 ". IN NS ns.root.invalid.\n"
-                f"ns.root.invalid. IN A {HOST}\n"
+                f"ns.root.invalid. IN A {self.a_address}\n"
             )
         (directory / "named.conf").write_text("\n".join(conf) + "\n")
 
@@ -279,9 +289,9 @@ class BindServer:
             "$TTL 60",
             f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60",
             f"@ IN NS ns.{origin}",
-            f"ns IN A {HOST}",
-            f"@ IN A {HOST}",
-            f"* IN A {HOST}",
+            f"ns IN A {self.a_address}",
+            f"@ IN A {self.a_address}",
+            f"* IN A {self.a_address}",
         ]
         for record in self.records:
             owner = record.split(maxsplit=1)[0].lower()

@@ -23,12 +23,14 @@ resource kind (see :func:`path_kind`) and/or a path regex, then "the ``nth`` mat
 they were injected; the first one that fires decides, and every matching fault counts the
 request either way.
 
-Fault kinds: an HTTP error (429/503 with ``Retry-After`` in seconds or as an HTTP-date), a
-``badNonce`` problem carrying a fresh nonce fetched from the CA, a connection reset before the
-response or in the middle of its body, a delay (past the client's timeout), malformed JSON, an
-HTML page with any status, a wrong ``Content-Type``, a truncated or garbage certificate PEM,
-and a JSON patch of the CA's answer (a directory without ``newOrder``, an order stuck
-``processing``). A delay or stall can be ended early with :meth:`Injection.release`, which
+Fault kinds: an HTTP error (429/503 with ``Retry-After`` in seconds or as an HTTP-date, any
+type and detail), a ``badNonce`` problem carrying a fresh nonce fetched from the CA (or none),
+a connection reset before the response or in the middle of its body, a delay (past the
+client's timeout), malformed JSON, an HTML page with any status, a wrong ``Content-Type``, a
+truncated or garbage certificate PEM, a JSON patch of the CA's answer (a directory without
+``newOrder``, an order stuck ``processing``, with headers such as ``Retry-After``), and a
+made-up JSON answer to a request the CA never sees (a challenge as another CA would answer
+it). A delay or stall can be ended early with :meth:`Injection.release`, which
 crash tests use to hold a client at an exact request while they kill it. Faults that spoil
 the CA's answer (malformed, truncated, garbage, patched, wrong type, cut mid-body) apply only
 to a successful one: an error the CA sent itself (Pebble's random ``badNonce``) passes
@@ -85,6 +87,7 @@ FaultKind = Literal[
     "truncated-pem",
     "garbage-pem",
     "patch-json",
+    "respond",
 ]
 
 #: Pebble's resource paths by the RFC 8555 name of what they serve (first path segment).
@@ -210,6 +213,9 @@ class Fault:
     set_fields: Mapping[str, object] = field(default_factory=dict)
     remove_fields: tuple[str, ...] = ()
     where: Mapping[str, object] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    detail: str = ""
+    fresh_nonce: bool = True
 
     @classmethod
     def error(
@@ -220,13 +226,15 @@ class Fault:
         retry_after_date: bool = False,
         problem_type: str | None = None,
         content_type: str = "application/problem+json",
+        detail: str = "",
         on: On | None = None,
     ) -> Fault:
         """Answer ``status`` with a problem document (``problem_type=""``: a plain-text body).
 
         ``retry_after`` seconds go out as delay-seconds, or with ``retry_after_date`` as an
         HTTP-date (RFC 9110 §10.2.3). The type defaults to ``rateLimited`` for 429 and
-        ``serverInternal`` otherwise; ``content_type`` can mislabel the document.
+        ``serverInternal`` otherwise; ``content_type`` can mislabel the document, and
+        ``detail`` replaces the made-up detail ("Too Many Requests (injected ...)").
         """
         if problem_type is None:
             short = "rateLimited" if status == 429 else "serverInternal"
@@ -238,13 +246,15 @@ class Fault:
             retry_after_date=retry_after_date,
             problem_type=problem_type,
             content_type=content_type,
+            detail=detail,
             on=on or On(),
         )
 
     @classmethod
-    def bad_nonce(cls, *, on: On | None = None) -> Fault:
-        """A ``badNonce`` problem (HTTP 400) with a fresh ``Replay-Nonce`` from the CA."""
-        return cls(kind="bad-nonce", status=400, on=on or On())
+    def bad_nonce(cls, *, fresh_nonce: bool = True, on: On | None = None) -> Fault:
+        """A ``badNonce`` problem (HTTP 400) with a fresh ``Replay-Nonce`` from the CA, or
+        without any ``Replay-Nonce`` (``fresh_nonce=False``), as some CAs send it."""
+        return cls(kind="bad-nonce", status=400, fresh_nonce=fresh_nonce, on=on or On())
 
     @classmethod
     def reset(cls, *, forward: bool = False, on: On | None = None) -> Fault:
@@ -305,21 +315,46 @@ class Fault:
         set_fields: Mapping[str, object] | None = None,
         remove_fields: Sequence[str] = (),
         where: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
         on: On | None = None,
     ) -> Fault:
         """Change top-level fields of the CA's JSON answer, if it has every ``where`` value.
 
         ``remove_fields=("newOrder",)`` on the directory; ``set_fields={"status":
         "processing"}, remove_fields=("certificate",), where={"status": "valid"}`` on orders
-        keeps an order processing for ever. A request whose answer does not fit ``where``
-        is passed through and does not count as a hit.
+        keeps an order processing for ever. A ``where`` value that is a tuple matches any of
+        its items (``{"status": ("ready", "invalid")}``). A request whose answer does not
+        fit ``where`` is passed through and does not count as a hit. ``headers`` are set
+        on the patched answer (``{"Retry-After": "30"}``).
         """
         return cls(
             kind="patch-json",
             set_fields=dict(set_fields or {}),
             remove_fields=tuple(remove_fields),
             where=dict(where or {}),
+            headers=dict(headers or {}),
             forward=True,
+            on=on or On(),
+        )
+
+    @classmethod
+    def respond(
+        cls,
+        body: Mapping[str, object],
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        on: On | None = None,
+    ) -> Fault:
+        """Answer with this JSON ``body`` (and a fresh nonce) instead of asking the CA: the
+        CA never sees the request, so a test can play a CA that Pebble is not (step-ca
+        keeping a challenge ``pending`` with an error, say)."""
+        return cls(
+            kind="respond",
+            status=status,
+            set_fields=dict(body),
+            headers=dict(headers or {}),
+            content_type="application/json",
             on=on or On(),
         )
 
@@ -759,7 +794,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._relay(proxy.forward(method, path, self._headers(), body))
             return
         fault = injection.fault
-        if fault.kind in ("error", "bad-nonce", "html"):
+        if fault.kind in ("error", "bad-nonce", "html", "respond"):
             injection._fired()
             self._relay(self._made_up(fault))
             return
@@ -806,17 +841,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             headers.append(("Content-Type", "text/html; charset=utf-8"))
             page = _HTML.format(status=status, reason=reason).encode()
             return _Upstream(status, reason, headers, page)
+        if fault.kind == "respond":
+            nonce = self.server.proxy.fresh_nonce()
+            headers += [("Replay-Nonce", nonce)] if nonce else []
+            headers += [("Content-Type", fault.content_type), *fault.headers.items()]
+            return _Upstream(status, reason, headers, json.dumps(dict(fault.set_fields)).encode())
         if fault.kind == "bad-nonce":
             problem_type = "urn:ietf:params:acme:error:badNonce"
             detail = "JWS has an invalid anti-replay nonce (injected by the fault proxy)"
         else:
             problem_type = fault.problem_type
-            detail = f"{reason} (injected by the fault proxy)"
+            detail = fault.detail or f"{reason} (injected by the fault proxy)"
         if not problem_type:
             # What a load balancer in front of the CA sends: no problem document, no nonce.
             headers.append(("Content-Type", "text/plain"))
             return _Upstream(status, reason, headers, f"{status} {reason}\n".encode())
-        nonce = self.server.proxy.fresh_nonce()
+        nonce = self.server.proxy.fresh_nonce() if fault.fresh_nonce else ""
         if nonce:
             headers.append(("Replay-Nonce", nonce))
         headers.append(("Content-Type", fault.content_type or "application/problem+json"))
@@ -869,12 +909,21 @@ def _patch(answer: _Upstream, fault: Fault) -> _Upstream | None:
         return None
     if not isinstance(data, dict):
         return None
-    if any(data.get(k) != v for k, v in fault.where.items()):
+    if not all(_fits(data.get(k), v) for k, v in fault.where.items()):
         return None
     for name in fault.remove_fields:
         data.pop(name, None)
     data.update(fault.set_fields)
-    return _Upstream(answer.status, answer.reason, answer.headers, json.dumps(data).encode())
+    headers = answer.headers
+    if fault.headers:
+        replaced = {k.lower() for k in fault.headers}
+        headers = [(k, v) for k, v in headers if k.lower() not in replaced]
+        headers += list(fault.headers.items())
+    return _Upstream(answer.status, answer.reason, headers, json.dumps(data).encode())
+
+
+def _fits(value: object, wanted: object) -> bool:
+    return value in wanted if isinstance(wanted, tuple) else value == wanted
 
 
 def _mangle(answer: _Upstream, fault: Fault) -> _Upstream:

@@ -1,20 +1,34 @@
-"""Fixtures for the integration tests: a session-wide real BIND 9.
+"""Fixtures for the integration tests: a session-wide real BIND 9, and Caddy's ACME server.
 
 ``bind_server`` is one ``named`` for the whole session (see ``acmelite.testing.bind``), with
 the zones the DNS-01 tests need. ``bind`` is the same server for one test, and after the test
 it asserts that no TXT value is left in any zone (and removes any, so one failure does not
 spill into the next test). Without ``named`` these tests skip, except under ``CI=true``
 where they fail: CI must run them.
+
+``caddy_lab`` is Caddy's ACME server for the whole session, with a BIND of its own that Caddy
+resolves through (see :class:`CaddyLab`); ``caddy`` is the same for one test, which must
+leave no TXT value behind. It needs Caddy and root; without, the Caddy tests skip (fail
+under ``CI=true``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 import pytest
 
 from acmelite.testing.bind import DEFAULT_ZONES, BindNotFound, BindServer
+from acmelite.testing.caddy import (
+    CaddyAcmeServer,
+    CaddyUnavailable,
+    find_caddy,
+    free_loopback_address,
+)
+from acmelite.testing.relay import DnsRelay
 
 #: ``_acme-challenge.delegated.example.test`` is delegated to a zone the key may update.
 DELEGATION_CNAME = (
@@ -65,4 +79,73 @@ def bind(bind_server: BindServer) -> Iterator[BindServer]:
     leftover = bind_server.all_txt()
     if leftover:
         bind_server.clear_txt()
+        pytest.fail(f"the test left TXT values in BIND: {leftover}", pytrace=False)
+
+
+# -- Caddy's ACME server (step-ca) -------------------------------------------------------------
+
+#: The zone whose names the Caddy tests use: every name in it resolves to ``CaddyLab.address``.
+CADDY_ZONE = "caddy.test"
+
+
+@dataclass
+class CaddyLab:
+    """Caddy's ACME server with name resolution of its own, for the whole session.
+
+    ``address`` is a loopback address of the session's own (``127.x.y.z``): every name of
+    ``CADDY_ZONE`` resolves there (in the BIND ``bind``, which Caddy asks through a relay on
+    ``address:53``), so HTTP-01 answers are served on ``address:80``.
+    """
+
+    caddy: CaddyAcmeServer
+    bind: BindServer
+    relay: DnsRelay
+    address: str
+
+    @property
+    def directory_url(self) -> str:
+        return self.caddy.directory_url
+
+    @property
+    def ca_bundle(self) -> str:
+        return self.caddy.ca_bundle
+
+
+@pytest.fixture(scope="session")
+def caddy_lab() -> Iterator[CaddyLab]:
+    """Caddy (``apt-get install caddy``), a BIND for ``caddy.test`` and the relay; needs root
+    (port 80 and 53, ``unshare --mount``). Missing: a skip, or a failure under ``CI=true``."""
+    from tests.conftest import unavailable
+
+    try:
+        find_caddy()
+        if os.geteuid() != 0:
+            raise CaddyUnavailable(
+                "the Caddy tests need root: HTTP-01 on port 80, DNS on port 53, unshare --mount"
+            )
+        address = free_loopback_address(tcp=(80, 53), udp=(53,))
+    except CaddyUnavailable as exc:
+        unavailable(str(exc))
+    with ExitStack() as stack:
+        bind = BindServer((CADDY_ZONE,), address=address, recursion=True)
+        try:
+            bind.start()
+        except BindNotFound as exc:
+            unavailable(str(exc))
+        stack.callback(bind.stop)
+        relay = stack.enter_context(DnsRelay(address, bind.host, bind.port))
+        caddy = CaddyAcmeServer(resolver=address)
+        stack.callback(caddy.stop)
+        caddy.start()
+        yield CaddyLab(caddy=caddy, bind=bind, relay=relay, address=address)
+
+
+@pytest.fixture
+def caddy(caddy_lab: CaddyLab) -> Iterator[CaddyLab]:
+    """The session's Caddy lab; the test must leave no TXT value in its BIND."""
+    caddy_lab.bind.clear_txt()
+    yield caddy_lab
+    leftover = caddy_lab.bind.all_txt()
+    if leftover:
+        caddy_lab.bind.clear_txt()
         pytest.fail(f"the test left TXT values in BIND: {leftover}", pytrace=False)

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("acmelite.models",),
     ("acmelite.storage",),
     ("acmelite.names", "acmelite.keys", "acmelite.challenges", "acmelite.renewal"),
+    ("acmelite.validation",),
     ("acmelite.jws", "acmelite.csr", "acmelite.trust", "acmelite.tlsprobe"),
     ("acmelite.transport", "acmelite.deploy", "acmelite.dns", "acmelite.diagnose"),
     ("acmelite.solvers", "acmelite.verify"),
