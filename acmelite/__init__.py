@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         DeployHookError,
         DirectoryLocked,
         DnsQueryError,
+        IdentifierLimitExceeded,
         InvalidInput,
         NetworkError,
         Problem,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         ProtocolError,
         RateLimitedError,
         SolverError,
+        UnsupportedOperation,
     )
     from .keys import AccountKey
     from .managed import DeployFailed, ManagedCertificate, RenewalResult
@@ -72,6 +74,7 @@ _LAZY = {
     "DeployHookError": "errors",
     "DirectoryLocked": "errors",
     "DnsQueryError": "errors",
+    "IdentifierLimitExceeded": "errors",
     "AcmeClient": "client",
     "CertificateBundle": "client",
     "ExternalAccountBinding": "client",
@@ -86,6 +89,7 @@ _LAZY = {
     "ProtocolError": "errors",
     "RateLimitedError": "errors",
     "SolverError": "errors",
+    "UnsupportedOperation": "errors",
     "AccountKey": "keys",
     "Account": "models",
     "Authorization": "models",
@@ -142,6 +146,7 @@ __all__ = [
     "DnsQueryError",
     "ExternalAccountBinding",
     "Identifier",
+    "IdentifierLimitExceeded",
     "InvalidInput",
     "ManagedCertificate",
     "NetworkError",
@@ -157,6 +162,7 @@ __all__ = [
     "SolverConfigError",
     "SolverError",
     "SolverOption",
+    "UnsupportedOperation",
     "VerifyReport",
     "__version__",
     "diagnose",

@@ -247,14 +247,14 @@ def test_renew_without_ari_uses_the_lifetime(
     out = str(tmp_path / "out")
     result = run_cli(["renew", "--json", out], capsys)
     assert result.code == 0, result.err
-    (decision,) = json.loads(result.out)
+    (decision,) = json.loads(result.out)["certificates"]
     assert decision["status"] == "not-due"
     assert decision["ari_window"] is None  # Caddy's directory has no renewalInfo
     # A 12-hour certificate is short-lived: due once half its lifetime remains.
     assert dt.datetime.fromisoformat(decision["renew_at"]) == lifetime_threshold(leaf)
     forced = run_cli(["renew", "--json", "--force", out], capsys)
     assert forced.code == 3, forced.err
-    (renewed,) = json.loads(forced.out)
+    (renewed,) = json.loads(forced.out)["certificates"]
     assert renewed["status"] == "renewed"
     new_leaf = x509.load_pem_x509_certificate((tmp_path / "out" / "cert.pem").read_bytes())
     assert new_leaf.serial_number != leaf.serial_number
