@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives import serialization
 
 from . import csr as csrmod
 from .accounts import AccountClient, ExternalAccountBinding
-from .challenges import ChallengeTask, Solver, ValidationWatcher
+from .challenges import ChallengeTask, OrderPlan, PreflightSolver, Solver, ValidationWatcher
+from .constants import DNS_CHALLENGE_TYPES
 from .errors import (
     AcmeliteError,
     AuthorizationFailed,
@@ -194,9 +195,14 @@ class AcmeClient(AccountClient):
         return Challenge.from_json(self._post(challenge.url, {}, deadline=deadline).json())
 
     def challenge_tasks(
-        self, authorizations: Iterable[Authorization], challenge_type: str
+        self,
+        authorizations: Iterable[Authorization],
+        challenge_type: str,
+        *,
+        fallback: str | None = None,
     ) -> list[ChallengeTask]:
-        """One :class:`ChallengeTask` per pending authorization, for ``challenge_type``.
+        """One :class:`ChallengeTask` per pending authorization, for ``challenge_type``, or
+        for ``fallback`` where the CA offers no ``challenge_type`` challenge (logged).
 
         An authorization that is ``valid`` already (validated for this account before, or
         pre-validated by the CA, as Sectigo does) gets none, whatever challenges it lists.
@@ -208,9 +214,16 @@ class AcmeClient(AccountClient):
             if authz.status != "pending":
                 raise AuthorizationFailed([authz.failure()])
             chal = authz.challenge(challenge_type)
+            offered = ", ".join(c.type for c in authz.challenges) or "none"
+            if chal is None and fallback is not None:
+                chal = authz.challenge(fallback)
+                if chal is not None:
+                    log.warning(
+                        "%s: the CA offers no %s challenge (offered: %s); answering %s instead",
+                        authz.name, challenge_type, offered, fallback,
+                    )  # fmt: skip
             if chal is None:
-                offered = ", ".join(c.type for c in authz.challenges) or "none"
-                hint = " (wildcards need dns-01)" if authz.wildcard else ""
+                hint = " (wildcards need a DNS challenge)" if authz.wildcard else ""
                 raise InvalidInput(
                     f"{authz.name}: the CA offers no {challenge_type} challenge{hint};"
                     f" offered: {offered}"
@@ -221,12 +234,26 @@ class AcmeClient(AccountClient):
                     challenge=chal,
                     wildcard=authz.wildcard,
                     key_authorization=self.account_key.key_authorization(chal.token),
+                    account_url=self.account_url,
                 )
             )
         return tasks
 
-    def authorize(self, order: Order, solver: Solver, *, deadline: float | None = None) -> Order:
+    def authorize(
+        self,
+        order: Order,
+        solver: Solver,
+        *,
+        challenge_type: str | None = None,
+        fallback: Solver | None = None,
+        fallback_type: str | None = None,
+        deadline: float | None = None,
+    ) -> Order:
         """Solve every authorization of ``order`` at once; return the order once ``ready``.
+
+        ``solver`` answers ``challenge_type`` (default: its own type; a dns-01 solver also
+        answers dns-account-01); ``fallback`` answers ``fallback_type`` (default: its own)
+        where the CA offers no ``challenge_type`` challenge.
 
         An order that is ``ready`` or ``valid`` already needs nothing. Authorizations that
         are ``valid`` already are skipped: no challenge answered, no solver call for them.
@@ -238,45 +265,62 @@ class AcmeClient(AccountClient):
             return order
         if order.status == "invalid":
             raise self._order_failure(order, deadline=deadline)
+        kind = challenge_type or solver.challenge_type
+        other = (fallback_type or fallback.challenge_type) if fallback is not None else None
         authzs = [self.get_authorization(u, deadline=deadline) for u in order.authorizations]
-        tasks = self.challenge_tasks(authzs, solver.challenge_type)
+        tasks = self.challenge_tasks(authzs, kind, fallback=other)
         if len(tasks) < len(authzs):
             log.info("%d authorization(s) valid already", len(authzs) - len(tasks))
+        groups: list[tuple[Solver, list[ChallengeTask]]] = []  # each solver, its tasks
+        for answerer, answered in ((solver, kind), (fallback, other)):
+            group = [t for t in tasks if t.challenge.type == answered]
+            if answerer is not None and group:
+                groups.append((answerer, group))
         if tasks:
             failure: BaseException | None = None
+            started: list[tuple[Solver, list[ChallengeTask]]] = []
             # challenge_tasks() keeps the order of the authorizations it did not skip.
             pending = [a.url for a in authzs if a.status != "valid"]
             try:
-                log.info(
-                    "publishing %d %s answer(s): %s",
-                    len(tasks),
-                    solver.challenge_type,
-                    ", ".join(t.name for t in tasks),
-                )
-                solver.perform(tasks)
+                for answerer, group in groups:
+                    log.info(
+                        "publishing %d %s answer(s): %s",
+                        len(group),
+                        group[0].challenge.type,
+                        ", ".join(t.name for t in group),
+                    )
+                    started.append((answerer, group))
+                    answerer.perform(group)
                 validation = Validation(tasks, pending, retries=self.challenge_retries)
                 for task in tasks:
                     validation.answered(
                         task, self.answer_challenge(task.challenge, deadline=deadline)
                     )
                 validation.check()
-                order = self._await_validation(
-                    order,
-                    validation,
-                    wake=_fetched_waiter(solver, tasks, self._sleep),
-                    deadline=deadline,
-                )
+                # One solver that sees the CA's fetches may cut the polling short.
+                wake = _fetched_waiter(*groups[0], self._sleep) if len(groups) == 1 else None
+                order = self._await_validation(order, validation, wake=wake, deadline=deadline)
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
-                self._cleanup(solver, tasks, failure)
+                for answerer, group in reversed(started):
+                    self._cleanup(answerer, group, failure)
         else:
             order = self.poll_order(order, ("ready", "valid", "invalid"), deadline=deadline)
         if order.status == "invalid":
             raise self._order_failure(order, deadline=deadline)
         log.info("all %d authorization(s) valid", len(authzs))
         return order
+
+    def order_plan(self, identifiers: Sequence[Identifier]) -> OrderPlan:
+        """What a :class:`~acmelite.challenges.PreflightSolver` learns before the order."""
+        return OrderPlan(
+            identifiers=tuple(identifiers),
+            account_url=self.account_url,
+            directory_url=self.directory_url,
+            issuer_domain_names=self.directory.caa_identities,
+        )
 
     def _cleanup(
         self, solver: Solver, tasks: Sequence[ChallengeTask], failure: BaseException | None
@@ -496,26 +540,35 @@ class AcmeClient(AccountClient):
         replaces: str | None = None,
         preferred_chain: str | None = None,
         timeout: float | None = None,
+        challenge_type: str | None = None,
+        fallback: Solver | None = None,
+        fallback_type: str | None = None,
     ) -> CertificateBundle:
-        """Get a certificate for ``names`` (validated first; wildcards need a dns-01 solver).
+        """Get a certificate for ``names`` (validated first; wildcards need a DNS challenge).
 
-        1. order, 2. solve every authorization at once, 3. finalize with a CSR (ours, or
-        ``csr``), 4. download, 5. check that the certificate matches the key and covers
-        every name.
+        0. let the solvers check what they can (:class:`~acmelite.challenges.PreflightSolver`:
+        a persistent record) — a failure here comes before any order,
+        1. order, 2. solve every authorization at once (``challenge_type``, ``fallback``:
+        see :meth:`authorize`), 3. finalize with a CSR (ours, or ``csr``), 4. download,
+        5. check that the certificate matches the key and covers every name.
         """
         if isinstance(names, str):
             raise TypeError("names must be a sequence of names, not one string")
         identifiers = parse_identifiers(names)
-        if solver.challenge_type == "http-01":
+        kind = challenge_type or solver.challenge_type
+        if kind not in DNS_CHALLENGE_TYPES:
             wild = [i.value for i in identifiers if is_wildcard(i.value)]
             if wild:
-                raise InvalidInput(f"{wild[0]}: wildcard names can only be validated by dns-01")
-        if solver.challenge_type == "dns-01":
+                raise InvalidInput(
+                    f"{wild[0]}: wildcard names can only be validated by a DNS challenge"
+                    f" (dns-01, dns-account-01, dns-persist-01), not {kind}"
+                )
+        else:
             ips = [i.value for i in identifiers if i.type == "ip"]
             if ips:
                 raise InvalidInput(
-                    f"{ips[0]} is an IP address: dns-01 cannot validate IP identifiers"
-                    " (RFC 8738 §7); use http-01"
+                    f"{ips[0]} is an IP address: {kind} cannot validate IP identifiers"
+                    " (RFC 8738 §7); use http-01 or tls-alpn-01"
                 )
         deadline = None if timeout is None else self._clock() + timeout
         if not self.account_url:
@@ -526,6 +579,9 @@ class AcmeClient(AccountClient):
             key_pem = private_key_pem(key)
         else:
             key_pem = b""
+        for hook in (solver, fallback):
+            if isinstance(hook, PreflightSolver):
+                hook.preflight(self.order_plan(identifiers))
         order = self.new_order(identifiers, profile=profile, replaces=replaces, deadline=deadline)
         log.info("order %s: %d name(s)", order.url, len(identifiers))
         reused = order.status == "valid"
@@ -536,7 +592,8 @@ class AcmeClient(AccountClient):
                 raise ProtocolError(f"order {order.url} is valid but names no certificate")
             log.info("order %s is valid already: downloading its certificate", order.url)
         else:
-            order = self.authorize(order, solver, deadline=deadline)
+            order = self.authorize(order, solver, challenge_type=kind, fallback=fallback,
+                                   fallback_type=fallback_type, deadline=deadline)  # fmt: skip
             log.info("finalizing")
             order = self.finalize(order, csr, deadline=deadline)
             log.info("downloading certificate")

@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .constants import CHALLENGE_TYPES, DEFAULT_TIMEOUT, KEY_TYPES
+from .constants import DEFAULT_TIMEOUT, KEY_TYPES
 from .deploy import SecretRef
 from .errors import InvalidInput
 from .names import is_wildcard, parse_identifiers
-from .solvers.registry import ChallengeConfig, check_config
+from .solvers.registry import ChallengeConfig, absolute_config
 from .storage import atomic_write
 
 __all__ = ["CONFIG_FILE", "CONFIG_VERSION", "CertificateConfig", "load_config", "save_config"]
@@ -104,13 +104,12 @@ class CertificateConfig:
                 return None
             return os.path.abspath(Path(base or os.getcwd()) / os.path.expanduser(value))
 
-        info = check_config(self.challenge)
         return replace(
             self,
             account_key=path(self.account_key) or self.account_key,
             ca_bundle=path(self.ca_bundle),
             csr=path(self.csr),
-            challenge=self.challenge.absolute(base, paths=[o.name for o in info.options if o.path]),
+            challenge=absolute_config(self.challenge, base),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -209,7 +208,7 @@ def _challenge_v1(data: object, source: str) -> ChallengeConfig:
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{source}: 'challenge' is not an object")
     kind = data.get("type", "http-01")
-    if kind not in CHALLENGE_TYPES:
+    if kind not in ("http-01", "dns-01"):  # the only types 0.1.0 had
         raise InvalidInput(f"{source}: unknown challenge type {kind!r}")
     options: dict[str, str] = {}
     if kind == "http-01":

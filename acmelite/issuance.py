@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .account_store import AccountStore, retry_stale_account
-from .challenges import PreparedSolver, Solver
+from .challenges import AdvisingSolver, PreparedSolver, Solver
 from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
 from .config import CertificateConfig
 from .csr import load_csr
-from .errors import InvalidInput, ProblemError
+from .errors import AcmeliteError, InvalidInput, ProblemError
 from .keys import PrivateKey
+from .names import parse_identifiers
 from .renewal import refused_replaces
-from .solvers.registry import solver_for
+from .solvers.registry import load_solver_class, solver_for, solvers_for
 
 __all__ = ["Issuer", "issue"]
 
@@ -55,6 +56,8 @@ class Issuer:
         self._environ = environ
         self.client: AcmeClient | None = None
         self.solver: Solver | None = None
+        #: What answers where the CA offers no challenge of the configured type.
+        self.fallback: Solver | None = None
 
     def __enter__(self) -> Issuer:
         return self
@@ -63,15 +66,16 @@ class Issuer:
         self.close()
 
     def prepare(self) -> Solver:
-        """Build the solver and let it take what it needs before any request — the
-        standalone server binds its port here (:class:`~acmelite.challenges.PreparedSolver`),
-        so a busy port fails before an account or order exists. Raises
-        :class:`InvalidInput` (or the solver's error)."""
+        """Build the solver (and the fallback's) and let each take what it needs before any
+        request — the standalone and TLS-ALPN servers bind their ports here
+        (:class:`~acmelite.challenges.PreparedSolver`), so a busy port fails before an
+        account or order exists. Raises :class:`InvalidInput` (or the solver's error)."""
         if self.solver is None:
-            solver = solver_for(self.config.challenge, environ=self._environ)
-            if isinstance(solver, PreparedSolver):
-                solver.prepare()
-            self.solver = solver
+            solver, fallback = solvers_for(self.config.challenge, environ=self._environ)
+            for one in (solver, fallback):
+                if isinstance(one, PreparedSolver):
+                    one.prepare()
+            self.solver, self.fallback = solver, fallback
         return self.solver
 
     def open(self) -> AcmeClient:
@@ -96,9 +100,10 @@ class Issuer:
         if self.client is not None:
             self.client.close()
             self.client = None
-        if isinstance(self.solver, PreparedSolver):
-            self.solver.release()
-        self.solver = None
+        for one in (self.solver, self.fallback):
+            if isinstance(one, PreparedSolver):
+                one.release()
+        self.solver = self.fallback = None
 
     def issue(
         self, *, private_key: PrivateKey | None = None, replaces: str | None = None
@@ -106,7 +111,8 @@ class Issuer:
         """Order, solve, finalize; with ``replaces``, and without if the CA refuses it.
         Returns the bundle and the ``replaces`` value the CA accepted (None if none)."""
         config = self.config
-        solver = self.prepare()
+        solver, fallback = self.prepare(), self.fallback
+        fallback_type = config.challenge.fallback.type if config.challenge.fallback else None
         csr = None
         if config.csr is not None:
             try:
@@ -119,6 +125,8 @@ class Issuer:
                 list(config.names), solver=solver, key_type=config.key_type,
                 private_key=private_key, csr=csr, profile=config.profile, replaces=replacing,
                 preferred_chain=config.preferred_chain, timeout=self.timeout,
+                challenge_type=config.challenge.type, fallback=fallback,
+                fallback_type=fallback_type,
             )  # fmt: skip
 
         def attempt(client: AcmeClient) -> tuple[CertificateBundle, str | None]:
@@ -137,6 +145,21 @@ class Issuer:
             self.client = None
         result, self.client = retry_stale_account(self.store, self._new, attempt)
         return result
+
+    def advice(self) -> list[str]:
+        """What the solver warns about before the next issuance (an expiring persistent
+        record: :class:`~acmelite.challenges.AdvisingSolver`); [] for most solvers. A
+        failure to ask is itself the warning; this never raises for it."""
+        try:
+            if not hasattr(load_solver_class(self.config.challenge.solver), "advise"):
+                return []  # built only when it can advise: building may read secret files
+            solver = solver_for(self.config.challenge, environ=self._environ)
+            if not isinstance(solver, AdvisingSolver):
+                return []
+            plan = self.open().order_plan(parse_identifiers(list(self.config.names)))
+            return solver.advise(plan)
+        except AcmeliteError as exc:
+            return [f"could not check the {self.config.challenge.type} records: {exc}"]
 
 
 def issue(

@@ -94,7 +94,9 @@ class RenewalResult:
 
     ``status`` is ``renewed``, ``not-due``, ``failed``, ``skipped`` (another run holds the
     lock), ``backing-off`` (waiting after failures; no request made) or, for a dry run,
-    ``due``. ``certificate`` is the new bundle when renewed; ``error`` the failure.
+    ``due``. ``certificate`` is the new bundle when renewed; ``error`` the failure;
+    ``warnings`` what a person must act on before a later renewal fails (a dns-persist-01
+    record whose ``persistUntil`` is near).
     """
 
     path: Path
@@ -111,6 +113,7 @@ class RenewalResult:
     order_url: str | None = None
     certificate: CertificateBundle | None = None
     error: AcmeliteError | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         def iso(value: dt.datetime | None) -> str | None:
@@ -129,6 +132,7 @@ class RenewalResult:
             "failures": self.failures,
             "replaces": self.replaces,
             "order_url": self.order_url,
+            "warnings": list(self.warnings),
         }
 
 
@@ -279,18 +283,28 @@ class ManagedCertificate:
         try:
             options = {"force": force, "reuse_key": reuse_key, "refresh_ari": refresh_ari}
             if dry_run:
-                return self._renew(session, dry_run=True, **options)
+                return self._with_advice(session, self._renew(session, dry_run=True, **options))
             try:
                 lock = OutputLock(self.path).__enter__()
             except DirectoryLocked as exc:
                 return RenewalResult(path=self.path, status="skipped", reason=str(exc),
                                      names=self.config.names)  # fmt: skip
             try:
-                return self._renew(session, dry_run=False, **options)
+                result = self._renew(session, dry_run=False, **options)
             finally:
                 lock.__exit__(None, None, None)
+            return self._with_advice(session, result)
         finally:
             session.close()
+
+    def _with_advice(self, session: Issuer, result: RenewalResult) -> RenewalResult:
+        """``result`` with the solver's warnings (logged), unless it was backing off."""
+        if result.status == "backing-off":
+            return result
+        warnings = session.advice()
+        for warning in warnings:
+            log.warning("%s: %s", self.path, warning)
+        return replace(result, warnings=tuple(warnings)) if warnings else result
 
     def _renew(
         self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool, refresh_ari: bool

@@ -160,7 +160,9 @@ class Account:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Challenge:
-    """RFC 8555 §7.1.5 / §8."""
+    """RFC 8555 §7.1.5 / §8. A dns-persist-01 challenge (draft-ietf-acme-dns-persist §3.1)
+    has no token; it names the CA's ``issuer_domain_names`` and, since draft -01, the
+    ``account_uri`` its record must carry."""
 
     type: str
     url: str
@@ -168,6 +170,8 @@ class Challenge:
     token: str = ""
     validated: dt.datetime | None = None
     error: Problem | None = None
+    issuer_domain_names: tuple[str, ...] = ()
+    account_uri: str = ""
 
     @classmethod
     def from_json(cls, data: object) -> Challenge:
@@ -181,6 +185,8 @@ class Challenge:
             token=_str(obj, "token", what, required=False),
             validated=_time(obj, "validated", what),
             error=Problem.from_json(err) if err is not None else None,
+            issuer_domain_names=_str_list(obj, "issuer-domain-names", what),
+            account_uri=_str(obj, "accounturi", what, required=False),
         )
 
 

@@ -279,10 +279,14 @@ def _sibling(path: Path, suffix: str) -> Path:
 def _print_account(
     args: argparse.Namespace, client: AcmeClient, account: Account, *, state: str = ""
 ) -> None:
+    from ..challenges import account_label
+
     key = client.account_key
+    label = account_label(account.url)
     summary: dict[str, object] = {
         "ok": True,
         "url": account.url,
+        "dns_account_label": label,
         "status": account.status,
         "contact": list(account.contact),
         "orders": account.orders,
@@ -301,6 +305,7 @@ def _print_account(
         ("status", account.status + (f" ({state})" if state else "")),
         ("contact", ", ".join(account.contact) or "(none)"),
         ("key", f"{args.account_key} ({key.alg}, thumbprint {key.thumbprint()})"),
+        ("dns-account-01 label", f"{label} (records at {label}._acme-challenge.NAME)"),
     ]
     _print_rows(rows)
 

@@ -25,6 +25,9 @@ BY_CODE = {
     "not-a-directory": "is --server the CA's ACME directory URL (for example"
     " https://acme-v02.api.letsencrypt.org/directory, or an alias such as letsencrypt)?",
     "not-tls": "check the port: acmelite check needs the TLS port (443 by default)",
+    "tls-port-in-use": "stop the server holding it, pick --tls-port, or let a server of yours"
+    " answer with --tls-solver NAME",
+    "tls-port-denied": "run as root, give the binary CAP_NET_BIND_SERVICE, or pick --tls-port",
 }
 
 #: A problem type (RFC 8555 §6.7, short form) -> what to do.
@@ -45,6 +48,10 @@ def hint(exc: AcmeliteError, args: argparse.Namespace | None = None) -> str:
             " --eab-hmac-key and --eab-hmac-alg against your CA account (some CAs accept each"
             " key id only once)"
         )
+    if exc.code == "persist-issuer":
+        if getattr(args, "command", "") == "persist":
+            return "pass --issuer DOMAIN"
+        return "pass --persist-option issuer=DOMAIN"
     if isinstance(exc, ProblemError) and exc.problem.short_type in BY_PROBLEM:
         return BY_PROBLEM[exc.problem.short_type]
     return ""

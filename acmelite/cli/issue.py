@@ -149,7 +149,7 @@ def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]
     """
     from ..config import CertificateConfig
     from ..errors import InvalidInput
-    from ..solvers.registry import solver_for
+    from ..solvers.registry import solvers_for
     from .output import UsageError
 
     challenge, runtime = challenge_config(args, args.parser)
@@ -161,7 +161,7 @@ def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]
     if args.webroot is not None and not os.path.isdir(args.webroot):
         raise UsageError(f"--webroot {args.webroot} is not a directory")
     try:
-        solver_for(challenge, environ={**os.environ, **runtime})  # every option value checked
+        solvers_for(challenge, environ={**os.environ, **runtime})  # every option value checked
     except InvalidInput as exc:
         raise UsageError(str(exc)) from exc
     if args.tsig_secret:

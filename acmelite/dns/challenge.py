@@ -1,9 +1,12 @@
 """The part every DNS-01 solver shares: plan, remember, publish, wait (RFC 8555 §8.4).
 
 A batch of tasks becomes a list of :class:`TxtRecord` — one per value, at the end of the
-``_acme-challenge`` CNAME chain, with its zone when the solver or the propagation check needs
-it. ``example.test`` and ``*.example.test`` share one record name and keep two values there:
-solvers add values and remove only their own, never the whole record set.
+CNAME chain that starts at the task's record (``task.dns_record``: ``_acme-challenge.<name>``
+for dns-01, ``_<account label>._acme-challenge.<name>`` for dns-account-01,
+``_validation-persist.<name>`` for a dns-persist-01 record), with its zone when the solver or
+the propagation check needs it. ``example.test`` and ``*.example.test`` share one record name
+and keep two values there: solvers add values and remove only their own, never the whole
+record set.
 
 Every value is remembered *before* it is published, so :meth:`cleanup` also removes what a
 half-done :meth:`perform` (an error, Ctrl-C) may have left behind, and nothing else.
@@ -21,6 +24,7 @@ from typing import ClassVar, TypeVar
 import dns.exception
 
 from ..challenges import ChallengeTask, SolverOption
+from ..constants import DNS_CHALLENGE_TYPES
 from ..errors import DnsQueryError, InvalidInput, SolverError
 from .propagation import Expectation, PropagationSettings, wait_for_txt
 from .query import Lookup, Server
@@ -117,6 +121,9 @@ def parallel(fn: Callable[[_K], _V], items: Iterable[_K]) -> tuple[dict[_K, _V],
 class DnsChallengeSolver:
     """Base of the DNS-01 solvers. Subclasses publish and unpublish a batch of records.
 
+    Its ``challenge_type`` is dns-01; it publishes the TXT record of any task whose challenge
+    is answered in DNS (:data:`~acmelite.constants.DNS_CHALLENGE_TYPES`).
+
     Subclasses implement :meth:`_publish`, :meth:`_unpublish` and :meth:`_lookup`, and set
     ``_needs_zone`` when publishing needs each record's zone.
     """
@@ -148,7 +155,7 @@ class DnsChallengeSolver:
             records = [
                 record
                 for task in tasks
-                if (record := self._remembered.pop((task.dns01_record, task.dns01_value), None))
+                if (record := self._remembered.pop((task.dns_record, task.dns_value), None))
             ]
         if records:
             log.info("removing %d TXT value(s) with %s", len(records), type(self).__name__)
@@ -173,12 +180,12 @@ class DnsChallengeSolver:
 
     def _plan(self, tasks: Sequence[ChallengeTask]) -> list[TxtRecord]:
         for task in tasks:
-            if task.challenge.type != self.challenge_type:
+            if task.challenge.type not in DNS_CHALLENGE_TYPES:
                 raise InvalidInput(
                     f"{type(self).__name__} answers dns-01, not {task.challenge.type} ({task.name})"
                 )
         lookup = self._lookup()
-        origins = [task.dns01_record for task in tasks]
+        origins = [task.dns_record for task in tasks]
         targets, failures = parallel(lambda origin: follow_cname(lookup, origin), origins)
         _raise_failures("could not look up", failures, tasks)
         for origin, target in targets.items():
@@ -186,9 +193,9 @@ class DnsChallengeSolver:
                 log.info("%s is a CNAME; publishing at %s", origin, target)
         records = [
             TxtRecord(
-                name=targets[task.dns01_record],
-                value=task.dns01_value,
-                origin=task.dns01_record,
+                name=targets[task.dns_record],
+                value=task.dns_value,
+                origin=task.dns_record,
                 identifier=task.name,
             )
             for task in tasks
@@ -244,7 +251,7 @@ def _raise_failures(
     identifiers = [
         task.name
         for task in tasks
-        if (targets[task.dns01_record] if targets else task.dns01_record) in failed
+        if (targets[task.dns_record] if targets else task.dns_record) in failed
     ]
     raise SolverError(
         "; ".join(f"{what} {name}: {why}" for name, why in failures.items()),

@@ -11,8 +11,8 @@ Theory of operation — where an option's value comes from, first match wins:
    run (trailing newline removed) and only the reference is ever stored; ``@@text`` stands
    for the literal ``@text``;
 2. the environment: ``ACMELITE_<KIND>_<NAME>`` with ``KIND`` ``DNS`` for the DNS challenge
-   types, ``HTTP`` for http-01 (upper case, ``-`` as ``_``), then the option's own ``env``
-   names;
+   types, ``HTTP`` for http-01, ``TLS`` for tls-alpn-01 (upper case, ``-`` as ``_``), then
+   the option's own ``env`` names;
 3. the option's default.
 
 A ``secret`` option may come from 1 only as an ``@PATH`` reference, or from 2: so no
@@ -20,7 +20,10 @@ secret ever reaches ``renewal.json``, a log line or an error message.
 
 Solvers register under the entry-point group ``acmelite.solvers``; the built-ins are there
 too (and in :data:`BUILTIN_SOLVERS`, so a source checkout without installed metadata still
-finds them).
+finds them). A dns-01 solver also answers dns-account-01 (the task names the record).
+
+A configuration may name a ``fallback``: the challenge type (and solver) to answer where
+the CA offers no challenge of the first type — dns-01 where a CA has no dns-persist-01.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
     "ChallengeConfig",
     "SolverConfigError",
     "SolverInfo",
+    "absolute_config",
+    "answers",
     "available_solvers",
     "check_config",
     "environment_name",
@@ -49,6 +54,7 @@ __all__ = [
     "resolve_options",
     "solver_for",
     "solver_info",
+    "solvers_for",
 ]
 
 ENTRY_POINT_GROUP = "acmelite.solvers"
@@ -60,6 +66,8 @@ BUILTIN_SOLVERS: Mapping[str, str] = {
     "webroot": "acmelite.solvers.http01:WebrootSolver",
     "rfc2136": "acmelite.solvers.rfc2136:Rfc2136Solver",
     "hook": "acmelite.solvers.hook:HookSolver",
+    "tls-alpn": "acmelite.solvers.tlsalpn:TlsAlpnSolver",
+    "persist": "acmelite.solvers.persist:PersistSolver",
 }
 
 #: The most a ``@PATH`` option file may hold: options are keys and names, not data.
@@ -84,13 +92,16 @@ class SolverConfigError(InvalidInput):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChallengeConfig:
-    """How to answer challenges: ``type`` (``"http-01"``, ``"dns-01"``), the registered
-    ``solver`` that answers them, and its ``options`` (strings, ``@PATH`` references kept
-    as written). What ``renewal.json`` holds under ``"challenge"``."""
+    """How to answer challenges: ``type`` (one of
+    :data:`~acmelite.constants.CHALLENGE_TYPES`), the registered ``solver`` that answers
+    them, and its ``options`` (strings, ``@PATH`` references kept as written); ``fallback``
+    is what answers where the CA offers no ``type`` challenge. What ``renewal.json`` holds
+    under ``"challenge"``."""
 
     type: str = "http-01"
     solver: str = "standalone"
     options: Mapping[str, str] = field(default_factory=dict)
+    fallback: ChallengeConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str) or not self.type:
@@ -100,9 +111,21 @@ class ChallengeConfig:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.options.items()):
             raise InvalidInput(f"the options of solver {self.solver!r} must be strings")
         object.__setattr__(self, "options", dict(sorted(self.options.items())))
+        if self.fallback is not None:
+            if self.fallback.fallback is not None:
+                raise InvalidInput("a fallback challenge cannot have a fallback of its own")
+            if self.fallback.type == self.type:
+                raise InvalidInput(f"the fallback of {self.type} must be another challenge type")
 
     def to_json(self) -> dict[str, object]:
-        return {"type": self.type, "solver": self.solver, "options": dict(self.options)}
+        out: dict[str, object] = {
+            "type": self.type,
+            "solver": self.solver,
+            "options": dict(self.options),
+        }
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: object, *, source: str) -> ChallengeConfig:
@@ -116,14 +139,21 @@ class ChallengeConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in options.items()
         ):
             raise InvalidInput(f"{source}: challenge 'options' must map names to strings")
-        return cls(type=kind, solver=solver, options=options)
+        fallback = data.get("fallback")
+        return cls(
+            type=kind,
+            solver=solver,
+            options=options,
+            fallback=None if fallback is None else cls.from_json(fallback, source=source),
+        )
 
     def absolute(
         self, base: str | os.PathLike[str] | None = None, *, paths: Sequence[str] = ()
     ) -> ChallengeConfig:
         """A copy whose ``@PATH`` references, and the values of the options named in
         ``paths``, are absolute (against ``base``, else the cwd), so that a later run from
-        another directory (cron) reads the same files."""
+        another directory (cron) reads the same files. The fallback is left as it is: see
+        :func:`absolute_config`, which knows every solver's path options."""
 
         def absolute(text: str) -> str:
             return os.path.abspath(Path(base or os.getcwd()) / os.path.expanduser(text))
@@ -135,7 +165,9 @@ class ChallengeConfig:
                 options[name] = "@" + absolute(value[1:])
             elif name in paths and value:
                 options[name] = absolute(value)
-        return ChallengeConfig(type=self.type, solver=self.solver, options=options)
+        return ChallengeConfig(
+            type=self.type, solver=self.solver, options=options, fallback=self.fallback
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,16 +273,25 @@ def environment_name(challenge_type: str, option: str) -> str:
     return f"ACMELITE_{kind}_{option.upper().replace('-', '_')}"
 
 
+def answers(solver_type: str, challenge_type: str) -> bool:
+    """Whether a solver of ``solver_type`` answers ``challenge_type`` challenges: its own,
+    and dns-account-01 for a dns-01 solver (the record name is in the task)."""
+    return solver_type == challenge_type or (
+        solver_type == "dns-01" and challenge_type == "dns-account-01"
+    )
+
+
 def check_config(config: ChallengeConfig) -> SolverInfo:
-    """Check ``config`` against its solver's declared options, without reading any value.
+    """Check ``config`` (and its fallback) against the solvers' declared options, without
+    reading any value; returns the info of ``config``'s own solver.
 
     Raises :class:`SolverConfigError`: unknown solver, a solver of another challenge
     type, an option the solver does not take, or a secret option given inline.
     """
+    if config.fallback is not None:
+        check_config(config.fallback)
     info = solver_info(config.solver)
-    if info.challenge_type != config.type and not (
-        config.type.startswith("dns-") and info.challenge_type == "dns-01"
-    ):
+    if not answers(info.challenge_type, config.type):
         raise SolverConfigError(
             f"solver {info.name!r} answers {info.challenge_type}, not {config.type}",
             solver=info.name,
@@ -333,6 +374,30 @@ def _read_value(info: SolverInfo, option: SolverOption, raw: str) -> str:
         raise InvalidInput(
             f"{path} (option {option.name!r} of solver {info.name!r}) is not UTF-8 text"
         ) from None
+
+
+def absolute_config(
+    config: ChallengeConfig, base: str | os.PathLike[str] | None = None
+) -> ChallengeConfig:
+    """``config`` (and its fallback) with every ``@PATH`` reference and path option made
+    absolute against ``base`` (default: the current directory)."""
+    info = check_config(config)
+    fallback = config.fallback
+    if fallback is not None:
+        fallback_info = check_config(fallback)
+        fallback = fallback.absolute(base, paths=[o.name for o in fallback_info.options if o.path])
+    made = config.absolute(base, paths=[o.name for o in info.options if o.path])
+    return ChallengeConfig(type=made.type, solver=made.solver, options=made.options,
+                           fallback=fallback)  # fmt: skip
+
+
+def solvers_for(
+    config: ChallengeConfig, *, environ: Mapping[str, str] | None = None
+) -> tuple[Solver, Solver | None]:
+    """The solver of ``config`` and that of its fallback (None without one), both built by
+    :func:`solver_for`."""
+    fallback = None if config.fallback is None else solver_for(config.fallback, environ=environ)
+    return solver_for(config, environ=environ), fallback
 
 
 def solver_for(config: ChallengeConfig, *, environ: Mapping[str, str] | None = None) -> Solver:

@@ -219,7 +219,7 @@ class Rfc2136Solver(DnsChallengeSolver):
             update = dns.update.UpdateMessage(zone, keyring={self._key.name: self._key})
             for record in group:
                 rdata = dns.rdtypes.ANY.TXT.TXT(
-                    dns.rdataclass.IN, dns.rdatatype.TXT, [record.value.encode("ascii")]
+                    dns.rdataclass.IN, dns.rdatatype.TXT, _strings(record.value)
                 )
                 if add:
                     update.add(dns.name.from_text(record.name), self.ttl, rdata)
@@ -292,6 +292,13 @@ class Rfc2136Solver(DnsChallengeSolver):
                 code="dns-notauth",
             )
         raise SolverError(f"server {where} answered {dns.rcode.to_text(rcode)} to the update")
+
+
+def _strings(value: str) -> list[bytes]:
+    """A TXT value as character-strings of at most 255 octets (RFC 1035 §3.3.14): a long
+    dns-persist-01 record spans several, which resolvers join again."""
+    data = value.encode("utf-8")
+    return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
 def _decode_secret(secret: str, key_name: str) -> bytes:

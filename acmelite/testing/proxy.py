@@ -216,6 +216,7 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     detail: str = ""
     fresh_nonce: bool = True
+    drop_challenges: tuple[str, ...] = ()
 
     @classmethod
     def error(
@@ -316,6 +317,7 @@ class Fault:
         remove_fields: Sequence[str] = (),
         where: Mapping[str, object] | None = None,
         headers: Mapping[str, str] | None = None,
+        drop_challenges: Sequence[str] = (),
         on: On | None = None,
     ) -> Fault:
         """Change top-level fields of the CA's JSON answer, if it has every ``where`` value.
@@ -325,7 +327,8 @@ class Fault:
         keeps an order processing for ever. A ``where`` value that is a tuple matches any of
         its items (``{"status": ("ready", "invalid")}``). A request whose answer does not
         fit ``where`` is passed through and does not count as a hit. ``headers`` are set
-        on the patched answer (``{"Retry-After": "30"}``).
+        on the patched answer (``{"Retry-After": "30"}``); ``drop_challenges=
+        ("dns-persist-01",)`` on authorizations plays a CA that does not offer that type.
         """
         return cls(
             kind="patch-json",
@@ -333,6 +336,7 @@ class Fault:
             remove_fields=tuple(remove_fields),
             where=dict(where or {}),
             headers=dict(headers or {}),
+            drop_challenges=tuple(drop_challenges),
             forward=True,
             on=on or On(),
         )
@@ -914,6 +918,12 @@ def _patch(answer: _Upstream, fault: Fault) -> _Upstream | None:
     for name in fault.remove_fields:
         data.pop(name, None)
     data.update(fault.set_fields)
+    challenges = data.get("challenges")
+    if fault.drop_challenges and isinstance(challenges, list):
+        dropped = fault.drop_challenges
+        data["challenges"] = [
+            c for c in challenges if not isinstance(c, dict) or c.get("type") not in dropped
+        ]
     headers = answer.headers
     if fault.headers:
         replaced = {k.lower() for k in fault.headers}

@@ -34,6 +34,12 @@ from acmelite.testing.relay import DnsRelay
 DELEGATION_CNAME = (
     "_acme-challenge.delegated.example.test. CNAME _acme-challenge.delegated.acme-dns.test."
 )
+#: Every dns-account-01 record of ``acct-delegated.example.test`` (any account label) is
+#: delegated to one name in the zone the limited key may update.
+ACCOUNT_DELEGATION_CNAME = (
+    "*._acme-challenge.acct-delegated.example.test. CNAME"
+    " _acme-challenge.acct-delegated.acme-dns.test."
+)
 #: A zone with a second nameserver that never answers (nothing listens on 127.0.0.2).
 LAGGING_ZONE = "lagging.test"
 LAGGING_RECORDS = (
@@ -53,7 +59,7 @@ def bind_server() -> Iterator[BindServer]:
     """A real BIND 9 for the whole session, authoritative for the test zones."""
     server = BindServer(
         (*DEFAULT_ZONES, LAGGING_ZONE),
-        records=(DELEGATION_CNAME, *LAGGING_RECORDS),
+        records=(DELEGATION_CNAME, ACCOUNT_DELEGATION_CNAME, *LAGGING_RECORDS),
         limited_key_zones=(LIMITED_ZONE,),
         recursion=True,  # Pebble's resolver must follow the delegation CNAME
     )

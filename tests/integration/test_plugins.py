@@ -91,7 +91,9 @@ def test_plugins_lists_the_third_party_solver(plugin_python: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert outside.returncode == 2
-    assert "unknown solver 'exampledns'; installed solvers: hook, rfc2136" in outside.stderr
+    assert (
+        "unknown solver 'exampledns'; installed solvers: hook, persist, rfc2136" in outside.stderr
+    )
 
 
 def test_issue_and_renew_with_the_plugin(
@@ -150,3 +152,44 @@ def test_issue_and_renew_with_the_plugin(
     assert "key-secret" not in stored["challenge"]["options"]
     for result in (inline, missing, issued, renewed, env_run):
         assert bind.key_secret not in result.out + result.err
+
+
+def test_the_plugin_answers_dns_account_01_and_publishes_persist_records(
+    plugin_python: Path,
+    pebble_factory: Callable[..., PebbleServer],
+    bind: BindServer,
+    tmp_path: Path,
+) -> None:
+    """A plugin written for dns-01 (it uses ``task.dns01_record``/``dns01_value``) works for
+    the other DNS challenge types: the task names the record."""
+    pebble = pebble_factory(dns_server=bind.address)
+    secret_file = tmp_path / "tsig.secret"
+    secret_file.write_text(bind.key_secret + "\n")
+    account = ["--server", pebble.directory_url, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+               "--account-key", str(tmp_path / "account.key")]  # fmt: skip
+    plugin = [
+        "--dns", "exampledns", "--dns-option", f"server={bind.address}",
+        "--dns-option", "zone=example.test", "--dns-option", f"key-name={bind.key_name}",
+        "--dns-option", f"key-secret=@{secret_file}",
+    ]  # fmt: skip
+    argv = ["issue", "-d", "*.plugin-acct.example.test", *account, "--out",
+            str(tmp_path / "out"), "--challenge", "dns-account-01", *plugin]  # fmt: skip
+    issued = acmelite(plugin_python, *argv)
+    assert issued.code == 0, issued.err
+    verify_chain((tmp_path / "out" / "fullchain.pem").read_bytes(), pebble.roots(),
+                 "api.plugin-acct.example.test")  # fmt: skip
+    record = "_validation-persist.plugin-persist.example.test"
+    try:
+        published = acmelite(plugin_python, "persist", "publish", "-d",
+                             "plugin-persist.example.test", *account, *plugin)  # fmt: skip
+        assert published.code == 0, published.err
+        (value,) = bind.txt_values(record)
+        assert value.startswith("pebble.letsencrypt.org; accounturi=https://127.0.0.1:")
+        persisted = acmelite(plugin_python, "issue", "-d", "plugin-persist.example.test",
+                             *account, "--out", str(tmp_path / "persisted"),
+                             "--challenge", "dns-persist-01",
+                             "--persist-option", f"lookup-server={bind.address}",
+                             "--persist-option", f"nameserver-port={bind.port}")  # fmt: skip
+        assert persisted.code == 0, persisted.err
+    finally:
+        bind.delete_txt(record)
