@@ -38,17 +38,38 @@ _ACTIONS = {
 }
 
 
+_ACTION_EXAMPLES = {
+    "record": "acmelite persist record -d api.example.com -d '*.example.com' --for 365",
+    "publish": "acmelite persist publish -d api.example.com --for 365 --dns rfc2136 \\\n"
+    "      --dns-server ns1.example.com --tsig-secret-file acme.key",
+    "check": "acmelite persist check -d api.example.com --json",
+}
+
+_EXAMPLES = (
+    "examples:\n"
+    + "\n".join(f"  {e}" for e in _ACTION_EXAMPLES.values())
+    + """
+  acmelite issue -d api.example.com --challenge dns-persist-01 --out /etc/acmelite/api"""
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "persist",
         help="print, publish or check the persistent dns-persist-01 records",
         description="The persistent validation records of draft-ietf-acme-dns-persist:"
-        " _validation-persist.NAME TXT, bound to this account and CA.",
+        " _validation-persist.NAME TXT, bound to this account and CA (docs/challenges.md).",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     for name, text in _ACTIONS.items():
-        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub = actions.add_parser(
+            name, help=text, description=text[0].upper() + text[1:] + ".",
+            epilog=f"example:\n  {_ACTION_EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
         sub.add_argument(
             "-d",
             "--domain",

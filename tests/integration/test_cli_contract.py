@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from acmelite import AccountKey, AcmeClient, InvalidInput
 from acmelite.cli import build_parser
+from acmelite.constants import CHALLENGE_TYPES
 from acmelite.testing.pebble import Pebble
 from tests.integration.test_renew import window_in_the_past
 from tests.support import CliResult, issue_argv, run_cli, run_cli_subprocess
@@ -465,7 +466,8 @@ def test_bash_completion_completes_commands_options_and_choices(tmp_path: Path) 
 
     assert complete("acmelite", "iss") == ["issue"]
     assert "--dns-option" in complete("acmelite", "issue", "--dns-o")
-    assert complete("acmelite", "issue", "--challenge", "") == ["http-01", "dns-01"]
+    assert complete("acmelite", "issue", "--challenge", "") == list(CHALLENGE_TYPES)
+    assert complete("acmelite", "persist", "ch") == ["check"]
     assert complete("acmelite", "account", "ro") == ["rollover"]
     assert "--yes-deactivate" in complete("acmelite", "account", "deactivate", "--yes")
     zsh = run_cli_subprocess(["completion", "zsh"]).out

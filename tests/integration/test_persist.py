@@ -130,7 +130,7 @@ def test_record_publish_check_and_issue_twice_without_touching_dns(
         }
         renewed = run_cli(["renew", "--force", "--json", str(tmp_path / "first")], capsys)
         assert renewed.code == 3, renewed.err
-        assert json.loads(renewed.out)[0]["warnings"] == []
+        assert json.loads(renewed.out)["certificates"][0]["warnings"] == []
         assert soa_serial(bind, "example.test") == serial
     finally:
         bind.delete_txt(record)
@@ -262,7 +262,7 @@ def test_renew_warns_before_persist_until(
         assert "warning: the dns-persist-01 record of soon.example.test expires on" in issued.err
         renewed = run_cli(["renew", "--json", str(tmp_path / "out")], capsys)
         assert renewed.code == 0, renewed.err
-        (result,) = json.loads(renewed.out)
+        (result,) = json.loads(renewed.out)["certificates"]
         assert result["status"] == "not-due"
         (warning,) = result["warnings"]
         assert warning.startswith("the dns-persist-01 record of soon.example.test expires on ")

@@ -135,10 +135,10 @@ def test_pebble_validates_a_dns_name_and_127_0_0_1(
     }
     renewed = run_cli(["renew", "--force", "--json", str(tmp_path / "out")], capsys)
     assert renewed.code == 3, renewed.err
-    assert json.loads(renewed.out)[0]["status"] == "renewed"
+    assert json.loads(renewed.out)["certificates"][0]["status"] == "renewed"
 
 
-def test_a_busy_port_fails_before_any_order(
+def test_a_busy_port_fails_before_any_request(
     pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with (
@@ -163,5 +163,5 @@ def test_a_busy_port_fails_before_any_order(
         " server holding it, pick --tls-port, or let a server of yours answer with"
         " --tls-solver NAME"
     )
-    assert counts[("POST", "newOrder")] == 0
+    assert sum(counts.values()) == 0  # bound before the first request, not only before newOrder
     assert not (tmp_path / "out").exists()
