@@ -13,7 +13,14 @@ from collections.abc import Mapping
 __all__ = ["SECRET_VARIABLES", "hook_environ"]
 
 #: acmelite's own secrets, never passed on to a hook.
-SECRET_VARIABLES = frozenset({"ACMELITE_TSIG_SECRET", "ACMELITE_EAB_HMAC_KEY"})
+SECRET_VARIABLES = frozenset(
+    {
+        "ACMELITE_TSIG_SECRET",
+        "ACMELITE_DNS_TSIG_SECRET",
+        "ACMELITE_DNS_API_KEY",
+        "ACMELITE_EAB_HMAC_KEY",
+    }
+)
 
 
 def hook_environ(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

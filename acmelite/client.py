@@ -46,12 +46,14 @@ from .constants import DNS_CHALLENGE_TYPES
 from .errors import (
     AcmeliteError,
     AuthorizationFailed,
+    CleanupFailed,
     DeadlineExceeded,
     IdentifierLimitExceeded,
     InvalidInput,
     Problem,
     ProblemError,
     ProtocolError,
+    SolverError,
 )
 from .keys import PrivateKey, b64url, generate_private_key, private_key_pem
 from .models import Authorization, Challenge, Identifier, Order
@@ -71,7 +73,12 @@ VALIDATION_GRACE = 0.02
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateBundle:
-    """An issued certificate with its key (``key_pem`` is empty for a user-supplied CSR)."""
+    """An issued certificate with its key (``key_pem`` is empty for a user-supplied CSR).
+
+    ``cleanup_error`` is set when the solver's cleanup failed after the challenges were
+    validated: the certificate is good, but the solver left something behind (its
+    ``records``); ``acmelite issue`` and ``renew`` exit non-zero for it.
+    """
 
     names: tuple[str, ...]
     key_pem: bytes = field(repr=False)
@@ -79,6 +86,7 @@ class CertificateBundle:
     chain_pem: bytes
     certificate_url: str = ""
     order_url: str = ""
+    cleanup_error: CleanupFailed | None = field(default=None, compare=False)
 
     @property
     def fullchain_pem(self) -> bytes:
@@ -258,11 +266,25 @@ class AcmeClient(AccountClient):
         An order that is ``ready`` or ``valid`` already needs nothing. Authorizations that
         are ``valid`` already are skipped: no challenge answered, no solver call for them.
         An identifier that fails ends the wait at once, with the CA's reason (see
-        :mod:`acmelite.validation` for where CAs put it).
+        :mod:`acmelite.validation` for where CAs put it). A cleanup that fails after a
+        success is logged; :meth:`issue` also returns it (``cleanup_error``).
         """
+        return self._authorize(order, solver, challenge_type=challenge_type, fallback=fallback,
+                               fallback_type=fallback_type, deadline=deadline)[0]  # fmt: skip
+
+    def _authorize(
+        self,
+        order: Order,
+        solver: Solver,
+        *,
+        challenge_type: str | None,
+        fallback: Solver | None,
+        fallback_type: str | None,
+        deadline: float | None,
+    ) -> tuple[Order, CleanupFailed | None]:
         if order.status in ("ready", "valid"):
             log.info("order %s is %s already: nothing to validate", order.url, order.status)
-            return order
+            return order, None
         if order.status == "invalid":
             raise self._order_failure(order, deadline=deadline)
         kind = challenge_type or solver.challenge_type
@@ -276,6 +298,7 @@ class AcmeClient(AccountClient):
             group = [t for t in tasks if t.challenge.type == answered]
             if answerer is not None and group:
                 groups.append((answerer, group))
+        left: list[CleanupFailed] = []
         if tasks:
             failure: BaseException | None = None
             started: list[tuple[Solver, list[ChallengeTask]]] = []
@@ -305,13 +328,15 @@ class AcmeClient(AccountClient):
                 raise
             finally:
                 for answerer, group in reversed(started):
-                    self._cleanup(answerer, group, failure)
+                    cleanup_error = self._cleanup(answerer, group, failure)
+                    if cleanup_error is not None:
+                        left.append(cleanup_error)
         else:
             order = self.poll_order(order, ("ready", "valid", "invalid"), deadline=deadline)
         if order.status == "invalid":
             raise self._order_failure(order, deadline=deadline)
         log.info("all %d authorization(s) valid", len(authzs))
-        return order
+        return order, _one_cleanup_failure(left)
 
     def order_plan(self, identifiers: Sequence[Identifier]) -> OrderPlan:
         """What a :class:`~acmelite.challenges.PreflightSolver` learns before the order."""
@@ -324,14 +349,21 @@ class AcmeClient(AccountClient):
 
     def _cleanup(
         self, solver: Solver, tasks: Sequence[ChallengeTask], failure: BaseException | None
-    ) -> None:
+    ) -> CleanupFailed | None:
+        """Run the solver's cleanup; its failure is logged and returned, never raised."""
         try:
             solver.cleanup(tasks)
         except AcmeliteError as exc:
             # Reported, never raised over the original error (if any) or a success; the
-            # same error as the one that ends the run is said once, by the run.
-            same = failure is not None and str(exc) == str(failure)
+            # same error as the one that ends the run is said once, by the run (a DNS
+            # solver's CleanupFailed adds the records it could not remove to it).
+            same = failure is not None and str(exc).startswith(str(failure))
             log.log(logging.DEBUG if same else logging.WARNING, "cleanup failed: %s", exc)
+            if isinstance(exc, CleanupFailed):
+                return exc
+            identifiers = exc.identifiers if isinstance(exc, SolverError) else ()
+            return CleanupFailed(str(exc), identifiers=identifiers)
+        return None
 
     def _order_failure(self, order: Order, *, deadline: float | None) -> AcmeliteError:
         failed = []
@@ -551,6 +583,8 @@ class AcmeClient(AccountClient):
         1. order, 2. solve every authorization at once (``challenge_type``, ``fallback``:
         see :meth:`authorize`), 3. finalize with a CSR (ours, or ``csr``), 4. download,
         5. check that the certificate matches the key and covers every name.
+        A solver cleanup that failed after the validation does not stop the order: it is
+        the bundle's ``cleanup_error``.
         """
         if isinstance(names, str):
             raise TypeError("names must be a sequence of names, not one string")
@@ -585,6 +619,7 @@ class AcmeClient(AccountClient):
         order = self.new_order(identifiers, profile=profile, replaces=replaces, deadline=deadline)
         log.info("order %s: %d name(s)", order.url, len(identifiers))
         reused = order.status == "valid"
+        left: CleanupFailed | None = None
         if reused:
             # A CA that hands back an order it finished before: its certificate is usable
             # only if it is for this request's key.
@@ -592,8 +627,10 @@ class AcmeClient(AccountClient):
                 raise ProtocolError(f"order {order.url} is valid but names no certificate")
             log.info("order %s is valid already: downloading its certificate", order.url)
         else:
-            order = self.authorize(order, solver, challenge_type=kind, fallback=fallback,
-                                   fallback_type=fallback_type, deadline=deadline)  # fmt: skip
+            order, left = self._authorize(
+                order, solver, challenge_type=kind, fallback=fallback,
+                fallback_type=fallback_type, deadline=deadline,
+            )  # fmt: skip
             log.info("finalizing")
             order = self.finalize(order, csr, deadline=deadline)
             log.info("downloading certificate")
@@ -618,6 +655,7 @@ class AcmeClient(AccountClient):
             chain_pem=chain_pem,
             certificate_url=order.certificate,
             order_url=order.url,
+            cleanup_error=left,
         )
 
     def issue_many(
@@ -728,3 +766,14 @@ def _check_issued(
     now = dt.datetime.now(dt.timezone.utc)
     if leaf.not_valid_after_utc < now:
         raise ProtocolError("the CA issued a certificate that has already expired")
+
+
+def _one_cleanup_failure(failures: Sequence[CleanupFailed]) -> CleanupFailed | None:
+    """The cleanup failures of an order's solvers as one (None when there is none)."""
+    if len(failures) <= 1:
+        return failures[0] if failures else None
+    return CleanupFailed(
+        "; ".join(str(f) for f in failures),
+        records=[r for f in failures for r in f.records],
+        identifiers=[i for f in failures for i in f.identifiers],
+    )

@@ -19,6 +19,7 @@ __all__ = [
     "AcmeliteError",
     "AuthorizationFailed",
     "BadNonceError",
+    "CleanupFailed",
     "DeadlineExceeded",
     "DeployHookError",
     "DirectoryLocked",
@@ -184,6 +185,24 @@ class SolverError(AcmeliteError):
     def __init__(self, message: str, *, identifiers: Sequence[str] = (), code: str = "") -> None:
         super().__init__(message, code=code)
         self.identifiers = tuple(identifiers)
+
+
+class CleanupFailed(SolverError):
+    """A solver could not remove everything it published. ``records`` names what was left
+    behind, one string each (``_acme-challenge.example.test. TXT "value"`` for dns-01;
+    empty when the solver cannot say). The order itself may have succeeded: an issued
+    certificate is returned (and installed) all the same, and the failure reported."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        records: Sequence[str] = (),
+        identifiers: Sequence[str] = (),
+        code: str = "cleanup-failed",
+    ) -> None:
+        super().__init__(message, identifiers=identifiers, code=code)
+        self.records = tuple(records)
 
 
 class DirectoryLocked(AcmeliteError):

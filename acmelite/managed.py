@@ -44,7 +44,14 @@ from .config import CertificateConfig, load_config, save_config
 from .constants import serial_hex
 from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
-from .errors import AcmeliteError, DeployHookError, DirectoryLocked, InvalidInput, ProblemError
+from .errors import (
+    AcmeliteError,
+    CleanupFailed,
+    DeployHookError,
+    DirectoryLocked,
+    InvalidInput,
+    ProblemError,
+)
 from .issuance import Issuer
 from .keys import PrivateKey, load_private_key
 from .models import RenewalInfo
@@ -63,6 +70,7 @@ from .storage import OutputLock, atomic_write, check_output_dir
 
 __all__ = [
     "STATE_FILE",
+    "CleanupIncomplete",
     "DeployFailed",
     "ManagedCertificate",
     "RenewalResult",
@@ -86,6 +94,20 @@ class DeployFailed(AcmeliteError):
         )
         self.certificate = certificate
         self.hook_error = hook_error
+
+
+class CleanupIncomplete(AcmeliteError):
+    """The certificate is installed (and deployed), but the solver's cleanup failed:
+    ``cleanup_error.records`` are still published. ``certificate`` is the directory."""
+
+    def __init__(self, certificate: ManagedCertificate, cleanup_error: CleanupFailed) -> None:
+        super().__init__(
+            f"the certificate is installed in {certificate.path}, but the challenge cleanup"
+            f" failed: {cleanup_error}",
+            code="cleanup-failed",
+        )
+        self.certificate = certificate
+        self.cleanup_error = cleanup_error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +222,8 @@ class ManagedCertificate:
         that already holds a certificate gets a new one (the old files serve until the
         new ones are complete). Raises :class:`DeployFailed` when only the deploy hook
         failed (the certificate is installed; the hook runs again on the next renewal),
+        :class:`CleanupIncomplete` when only the solver's cleanup failed (installed and
+        deployed; the records it names are left),
         :class:`~acmelite.errors.DirectoryLocked` when another run holds the directory, and
         whatever :func:`issue` raises — in which case nothing in ``path`` changed.
         """
@@ -218,6 +242,8 @@ class ManagedCertificate:
         cert.last_bundle = bundle
         if hook_error is not None:
             raise DeployFailed(cert, hook_error)
+        if bundle.cleanup_error is not None:
+            raise CleanupIncomplete(cert, bundle.cleanup_error)
         return cert
 
     @classmethod
@@ -395,6 +421,11 @@ class ManagedCertificate:
                 error=hook_error,
                 reason=f"{reason}, but {hook_error}; it runs again on the next renew",
             )
+        if bundle.cleanup_error is not None:  # renewed all the same: the run still says so
+            left = CleanupIncomplete(self, bundle.cleanup_error)
+            log.error("%s: %s", self.path, left)
+            return replace(result, error=left, reason=f"{reason}, but the challenge cleanup"
+                           f" failed: {bundle.cleanup_error}")  # fmt: skip
         return result
 
     def _current_key(self) -> PrivateKey:

@@ -46,8 +46,10 @@ SHORTHANDS: dict[str, tuple[str, str]] = {
     "tsig_algorithm": ("dns-01", "tsig-algorithm"),
     "dns_zone": ("dns-01", "zone"),
     "dns_hook": ("dns-01", "command"),
+    "dns_hook_batch": ("dns-01", "batch"),
     "dns_propagation_timeout": ("dns-01", "propagation-timeout"),
     "dns_resolver": ("dns-01", "resolver"),
+    "dns_nameserver_port": ("dns-01", "nameserver-port"),
 }
 
 #: The generic flags (argparse dest, flag) of each group.
@@ -175,11 +177,18 @@ def add_dns_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="rfc2136: the TSIG algorithm (default: from the key file, else hmac-sha256)",
     )
-    d.add_argument("--dns-zone", metavar="ZONE", help="rfc2136: the zone (default: by SOA)")
+    d.add_argument(
+        "--dns-zone", metavar="ZONE", help="the zone of the records (default: by SOA queries)"
+    )
     d.add_argument(
         "--dns-hook",
         metavar="CMD",
         help="hook: run 'CMD present|cleanup RECORD. VALUE' for each TXT value",
+    )
+    d.add_argument(
+        "--dns-hook-batch",
+        action="store_true",
+        help="hook: run 'CMD present|cleanup' once per zone, the records as JSON on stdin",
     )
     d.add_argument(
         "--dns-propagation-timeout",
@@ -192,6 +201,11 @@ def add_dns_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="check propagation (and look names up) at this server instead of the zone's"
         " authoritative nameservers",
+    )
+    d.add_argument(
+        "--dns-nameserver-port",
+        metavar="PORT",
+        help="ask the zone's authoritative nameservers on this port (default 53)",
     )
 
 
@@ -282,6 +296,7 @@ def _options(
     for dest, (owner, option) in SHORTHANDS.items():
         value = getattr(args, dest, None)
         if owner == group and value:
+            value = "true" if value is True else value  # a switch: --dns-hook-batch
             options[option] = "@" + value if dest == "tsig_secret_file" else value
     for key, value in pairs:
         if key in options:

@@ -193,7 +193,7 @@ def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]
 def run(args: argparse.Namespace) -> int:
     """parse -> :class:`CertificateConfig` -> the library -> render."""
     from ..issuance import issue
-    from ..managed import DeployFailed, ManagedCertificate
+    from ..managed import CleanupIncomplete, DeployFailed, ManagedCertificate
     from .common import eab_from_args
 
     config, runtime = _config(args)
@@ -203,11 +203,13 @@ def run(args: argparse.Namespace) -> int:
         bundle = issue(config, agree_tos=args.agree_tos, eab=eab, environ=environ,
                        insecure=args.insecure)  # fmt: skip
         _report(args, bundle)
+        if bundle.cleanup_error is not None:  # issued, but records left: exit non-zero
+            raise bundle.cleanup_error
         return run_verify(args, bundle)
     try:
         cert = ManagedCertificate.create(args.out, config, agree_tos=args.agree_tos, eab=eab,
                                          environ=environ, insecure=args.insecure)  # fmt: skip
-    except DeployFailed as exc:
+    except (DeployFailed, CleanupIncomplete) as exc:
         if exc.certificate.last_bundle is not None:
             _report(args, exc.certificate.last_bundle)
         raise

@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"no certificates under {roots} yet")
         return EXIT_OK
     results = [_renew_dir(d, args) for d in dirs]
-    failed = any(r.status == "failed" for r in results)
+    # A renewal whose cleanup failed is renewed, with an error: the run says so (exit 1).
+    failed = any(r.status == "failed" or r.error is not None for r in results)
     if args.json:
         listing = [r.to_json() for r in results]
         print(json.dumps({"ok": not failed, "certificates": listing}, indent=2))

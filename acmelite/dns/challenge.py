@@ -25,7 +25,7 @@ import dns.exception
 
 from ..challenges import ChallengeTask, SolverOption
 from ..constants import DNS_CHALLENGE_TYPES
-from ..errors import DnsQueryError, InvalidInput, SolverError
+from ..errors import CleanupFailed, DnsQueryError, InvalidInput, SolverError
 from .propagation import Expectation, PropagationSettings, wait_for_txt
 from .query import Lookup, Server
 from .zone import absolute, find_zone, follow_cname, nameservers
@@ -150,16 +150,31 @@ class DnsChallengeSolver:
             self._wait(records)
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
-        """Remove the values ``perform`` published (or began to) for ``tasks``; only those."""
+        """Remove the values ``perform`` published (or began to) for ``tasks``; only those.
+
+        Raises :class:`CleanupFailed` naming the records it could not remove; they are not
+        tried again by a later ``cleanup``.
+        """
         with self._lock:
             records = [
                 record
                 for task in tasks
                 if (record := self._remembered.pop((task.dns_record, task.dns_value), None))
             ]
-        if records:
-            log.info("removing %d TXT value(s) with %s", len(records), type(self).__name__)
+        if not records:
+            return
+        log.info("removing %d TXT value(s) with %s", len(records), type(self).__name__)
+        try:
             self._unpublish(records)
+        except SolverError as exc:
+            failed = set(exc.identifiers)
+            left = [r for r in records if r.identifier in failed] or list(records)
+            listing = [f'{r.name} TXT "{r.value}"' for r in left]
+            raise CleanupFailed(
+                f"{exc}; could not remove: {', '.join(listing)}",
+                records=listing,
+                identifiers=exc.identifiers,
+            ) from None
 
     # -- for subclasses -----------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ the CA offers no challenge of the first type — dns-01 where a CA has no dns-pe
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -68,6 +68,8 @@ BUILTIN_SOLVERS: Mapping[str, str] = {
     "hook": "acmelite.solvers.hook:HookSolver",
     "tls-alpn": "acmelite.solvers.tlsalpn:TlsAlpnSolver",
     "persist": "acmelite.solvers.persist:PersistSolver",
+    "powerdns": "acmelite.solvers.powerdns:PowerDnsSolver",
+    "lexicon": "acmelite.solvers.lexicon:LexiconSolver",
 }
 
 #: The most a ``@PATH`` option file may hold: options are keys and names, not data.
@@ -172,16 +174,27 @@ class ChallengeConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SolverInfo:
-    """A registered solver: its name, challenge type, distribution and options."""
+    """A registered solver: its name, challenge type, distribution and options.
+
+    ``extra_option`` is the solver class's ``extra_option`` if it has one: a solver that
+    passes options through to something else (``lexicon``: the provider's own options)
+    describes there an option it takes beyond ``options``, or returns None.
+    """
 
     name: str
     challenge_type: str
     target: str
     distribution: str
     options: tuple[SolverOption, ...]
+    extra_option: Callable[[str], SolverOption | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def option(self, name: str) -> SolverOption | None:
-        return next((o for o in self.options if o.name == name), None)
+        declared = next((o for o in self.options if o.name == name), None)
+        if declared is None and self.extra_option is not None:
+            return self.extra_option(name)
+        return declared
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -247,12 +260,14 @@ def solver_info(name: str) -> SolverInfo:
     ep = _entry_points()[name]
     dist = getattr(ep, "dist", None)
     distribution = getattr(dist, "name", "") or ep.value.partition(".")[0]
+    extra = getattr(cls, "extra_option", None)
     return SolverInfo(
         name=name,
         challenge_type=str(cls.challenge_type),
         target=ep.value,
         distribution=distribution,
         options=tuple(cls.options),
+        extra_option=extra if callable(extra) else None,
     )
 
 
@@ -308,11 +323,12 @@ def check_config(config: ChallengeConfig) -> SolverInfo:
                 choices=names,
             )
         if option.secret and not (value.startswith("@") and not value.startswith("@@")):
+            env = environment_name(info.challenge_type, name) if name in names else ""
+            env = env or (option.env[0] if option.env else "")
             raise SolverConfigError(
                 f"option {name!r} of solver {info.name!r} is secret and is not taken inline"
                 f" (it would be stored and visible to other users): give it as"
-                f" {name}=@PATH (a file read at every run) or in"
-                f" ${environment_name(info.challenge_type, name)}",
+                f" {name}=@PATH (a file read at every run)" + (f" or in ${env}" if env else ""),
                 solver=info.name,
                 option=name,
             )
@@ -346,6 +362,11 @@ def resolve_options(
                 solver=info.name,
                 option=option.name,
             )
+    declared = {o.name for o in info.options}
+    for name, raw in config.options.items():
+        extra = info.option(name) if name not in declared else None
+        if extra is not None:
+            values[name] = _read_value(info, extra, raw)
     return values
 
 

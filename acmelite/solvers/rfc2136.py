@@ -7,6 +7,11 @@ deletes exactly those values (§2.5.4, rdata-specific delete) and leaves any oth
 at the name alone. Deleting a value that is not there is not an error, which is what lets
 ``cleanup`` follow a half-done ``perform``.
 
+All records of a set share one TTL (RFC 2181 §5.2), so a server changes the set's TTL to
+that of an added record: before adding, the primary is asked for the record set, and a set
+that exists keeps its TTL — ``ttl`` applies to new sets only. Why an update failed is read
+from the whole answer, per kind of server (:mod:`acmelite.dns.update`).
+
 The TSIG secret stays inside a key object whose ``repr`` hides it; it is never logged and
 never part of an error message.
 """
@@ -21,10 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import dns.exception
-import dns.message
 import dns.name
-import dns.query
-import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
@@ -37,10 +39,12 @@ from ..dns.challenge import (
     DnsChallengeSolver,
     TxtRecord,
     number_option,
+    parallel,
     propagation_from_options,
 )
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup, Server, parse_server, resolve_address
+from ..dns.query import Lookup, Server, ask, parse_server
+from ..dns.update import send_update
 from ..dns.zone import absolute, in_zone
 from ..errors import DnsQueryError, InvalidInput, SolverError
 
@@ -61,32 +65,58 @@ TSIG_ALGORITHMS: dict[str, dns.name.Name] = {
 _KEY_CLAUSE = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
 _ALGORITHM = re.compile(r"algorithm\s+\"?([A-Za-z0-9.-]+)\"?\s*;")
 _SECRET = re.compile(r'secret\s+"([^"]*)"\s*;')
+#: Knot's key file (``keymgr -t NAME``): a YAML ``key:`` list of ``id``/``algorithm``/``secret``.
+_KNOT_ITEM = re.compile(r"^\s*-\s*id:\s*\"?([^\s\"]+)\"?\s*$", re.MULTILINE)
+_KNOT_FIELD = re.compile(r"^\s*(algorithm|secret):\s*\"?([^\s\"]+)\"?\s*$", re.MULTILINE)
+#: ``ALGORITHM:NAME:SECRET``, as ``kdig -y`` takes it and ``keymgr -t`` prints it first.
+_ONE_LINE = re.compile(r"^\s*#?\s*(hmac-[a-z0-9]+):([^:\s]+):([A-Za-z0-9+/=]+)\s*$", re.MULTILINE)
 
 
 def parse_tsig_key(
     text: str, key_name: str | None = None, *, source: str = "the TSIG secret"
 ) -> tuple[str, str, str]:
-    """``(name, algorithm, secret)`` from the bare base64 secret or BIND ``key "name" {
-    algorithm ...; secret "..."; };`` clauses (``tsig-keygen``); name and algorithm may be
-    "". With several clauses ``key_name`` picks one. Errors name ``source``, never the
-    secret."""
-    clauses = _KEY_CLAUSE.findall(text)
-    if not clauses:
+    """``(name, algorithm, secret)`` from the bare base64 secret, BIND ``key "name" {
+    algorithm ...; secret "..."; };`` clauses (``tsig-keygen``), Knot's key file (``keymgr
+    -t``: a ``key:`` list of ``id``, ``algorithm``, ``secret``) or ``ALGORITHM:NAME:SECRET``
+    (``kdig -y``); name and algorithm may be "". With several keys ``key_name`` picks one.
+    Errors name ``source``, never the secret."""
+    keys = _key_entries(text, source)
+    if not keys:
         secret = text.strip()
         if not secret or any(c.isspace() for c in secret):
-            raise InvalidInput(f"{source} holds neither a base64 secret nor a key clause")
+            raise InvalidInput(
+                f"{source} holds neither a base64 secret nor a key (BIND key clause, Knot key"
+                " file, ALGORITHM:NAME:SECRET)"
+            )
         return "", "", secret
     wanted = key_name.rstrip(".").lower() if key_name else None
-    for name, body in clauses:
+    for name, algorithm, secret in keys:
         if wanted is None or name.rstrip(".").lower() == wanted:
-            secret_match = _SECRET.search(body)
-            if secret_match is None:
+            if not secret:
                 raise InvalidInput(f"the key {name!r} in {source} has no secret")
-            algorithm_match = _ALGORITHM.search(body)
-            algorithm = algorithm_match.group(1) if algorithm_match else ""
-            return name, algorithm, secret_match.group(1)
-    names = ", ".join(repr(name) for name, _ in clauses)
+            return name, algorithm, secret
+    names = ", ".join(dict.fromkeys(repr(name) for name, _, _ in keys))
     raise InvalidInput(f"no key {key_name!r} in {source} (it has {names})")
+
+
+def _key_entries(text: str, source: str) -> list[tuple[str, str, str]]:
+    """Every key in ``text``, in any of the formats :func:`parse_tsig_key` reads."""
+    found: list[tuple[str, str, str]] = []
+    for name, body in _KEY_CLAUSE.findall(text):
+        secret_match = _SECRET.search(body)
+        algorithm_match = _ALGORITHM.search(body)
+        found.append((name, algorithm_match.group(1) if algorithm_match else "",
+                      secret_match.group(1) if secret_match else ""))  # fmt: skip
+    if found:
+        return found
+    items = list(_KNOT_ITEM.finditer(text))
+    if items and re.search(r"^key:\s*$", text, re.MULTILINE):
+        for index, item in enumerate(items):
+            end = items[index + 1].start() if index + 1 < len(items) else len(text)
+            fields = dict(_KNOT_FIELD.findall(text[item.end() : end]))
+            found.append((item.group(1), fields.get("algorithm", ""), fields.get("secret", "")))
+        return found
+    return [(name, algorithm, secret) for algorithm, name, secret in _ONE_LINE.findall(text)]
 
 
 class _Key(dns.tsig.Key):
@@ -114,7 +144,8 @@ class Rfc2136Solver(DnsChallengeSolver):
         ),
         SolverOption(
             name="tsig-secret",
-            help="the base64 TSIG secret, or a BIND key file (tsig-keygen output)",
+            help="the base64 TSIG secret, or a key file: BIND's (tsig-keygen), Knot's"
+            " (keymgr -t) or ALGORITHM:NAME:SECRET",
             required=True,
             secret=True,
             env=("ACMELITE_TSIG_SECRET",),
@@ -124,7 +155,11 @@ class Rfc2136Solver(DnsChallengeSolver):
             help="the TSIG algorithm (default: from the key file, else hmac-sha256)",
         ),
         SolverOption(name="zone", help="the zone to update (default: found by SOA queries)"),
-        SolverOption(name="ttl", help="TTL of the TXT records", default="60"),
+        SolverOption(
+            name="ttl",
+            help="TTL of new TXT record sets (an existing set keeps its own)",
+            default="60",
+        ),
         *PROPAGATION_OPTIONS,
     )
 
@@ -138,8 +173,8 @@ class Rfc2136Solver(DnsChallengeSolver):
         key_name = given_name or file_name
         if not key_name:
             raise InvalidInput(
-                "solver 'rfc2136' needs option 'tsig-key-name' (the secret is no BIND key"
-                " file that names its key)"
+                "solver 'rfc2136' needs option 'tsig-key-name' (the secret is no key file"
+                " that names its key)"
             )
         return cls(
             options["server"],
@@ -203,12 +238,31 @@ class Rfc2136Solver(DnsChallengeSolver):
         return super()._zone_for(name)
 
     def _publish(self, records: Sequence[TxtRecord]) -> None:
-        self._update_zones(records, add=True)
+        self._update_zones(records, add=True, ttls=self._current_ttls(records))
 
     def _unpublish(self, records: Sequence[TxtRecord]) -> None:
         self._update_zones(records, add=False)
 
-    def _update_zones(self, records: Sequence[TxtRecord], *, add: bool) -> None:
+    def _current_ttls(self, records: Sequence[TxtRecord]) -> dict[str, int]:
+        """The TTL of each record set that exists already, as the primary serves it."""
+
+        def ttl(name: str) -> int | None:
+            try:
+                response = ask(self.server, name, dns.rdatatype.TXT, recursion=False,
+                               timeout=min(self.timeout, 3.0))  # fmt: skip
+            except DnsQueryError as exc:
+                log.debug("no TTL for %s from %s: %s", name, self.server, exc)
+                return None
+            owner = dns.name.from_text(name)
+            sets = [r for r in response.answer if r.rdtype == dns.rdatatype.TXT and r.name == owner]
+            return sets[0].ttl if sets else None
+
+        found, _ = parallel(ttl, [record.name for record in records])
+        return {name: value for name, value in found.items() if value is not None}
+
+    def _update_zones(
+        self, records: Sequence[TxtRecord], *, add: bool, ttls: Mapping[str, int] | None = None
+    ) -> None:
         """One update per zone; every zone is tried before the failures are raised."""
         by_zone: dict[str, list[TxtRecord]] = {}
         for record in records:
@@ -222,7 +276,8 @@ class Rfc2136Solver(DnsChallengeSolver):
                     dns.rdataclass.IN, dns.rdatatype.TXT, _strings(record.value)
                 )
                 if add:
-                    update.add(dns.name.from_text(record.name), self.ttl, rdata)
+                    ttl = (ttls or {}).get(record.name, self.ttl)
+                    update.add(dns.name.from_text(record.name), ttl, rdata)
                 else:
                     update.delete(dns.name.from_text(record.name), rdata)
             try:
@@ -243,55 +298,8 @@ class Rfc2136Solver(DnsChallengeSolver):
             raise SolverError("; ".join(failures), identifiers=failed)
 
     def _send(self, update: dns.update.UpdateMessage, zone: str) -> None:
-        server = self.server.hostport
-        key = f"TSIG key {self.tsig_key_name.rstrip('.')!r}"
-        where = f"{server} for zone {zone.rstrip('.')}"
-        try:
-            address = resolve_address(self.server.host)
-            response = dns.query.tcp(update, address, port=self.server.port, timeout=self.timeout)
-        except DnsQueryError as exc:
-            raise SolverError(
-                f"cannot send the update for zone {zone.rstrip('.')}: {exc}"
-            ) from None
-        except dns.tsig.PeerBadSignature:
-            raise SolverError(f"{key} rejected by {where}: BADSIG — check the secret") from None
-        except dns.tsig.PeerBadKey:
-            raise SolverError(
-                f"{key} rejected by {where}: BADKEY — the server does not know a key "
-                f"of this name and algorithm ({self.tsig_algorithm})"
-            ) from None
-        except dns.tsig.PeerBadTime:
-            raise SolverError(
-                f"{key} rejected by {where}: BADTIME — the clocks differ too much"
-            ) from None
-        except dns.tsig.PeerError as exc:
-            raise SolverError(f"{key} rejected by {where}: {type(exc).__name__}") from None
-        except dns.exception.Timeout:
-            raise SolverError(
-                f"DNS server {where} did not answer the update within {self.timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise SolverError(
-                f"could not send the update to DNS server {where}: "
-                f"{exc.strerror or type(exc).__name__}"
-            ) from None
-        except dns.exception.DNSException as exc:
-            # Includes a response whose own TSIG does not verify; never echo the key.
-            raise SolverError(f"bad answer from DNS server {where}: {type(exc).__name__}") from None
-        rcode = response.rcode()
-        if rcode == dns.rcode.NOERROR:
-            return
-        if rcode == dns.rcode.REFUSED:
-            raise SolverError(
-                f"server {server} refused the update for zone {zone.rstrip('.')}: the "
-                f"{key} may not update this name (check update-policy)"
-            )
-        if rcode == dns.rcode.NOTAUTH:
-            raise SolverError(
-                f"server {server} is not authoritative for zone {zone.rstrip('.')} (NOTAUTH)",
-                code="dns-notauth",
-            )
-        raise SolverError(f"server {where} answered {dns.rcode.to_text(rcode)} to the update")
+        send_update(update, self.server, zone=zone, key=self._key,
+                    algorithm=self.tsig_algorithm, timeout=self.timeout)  # fmt: skip
 
 
 def _strings(value: str) -> list[bytes]:

@@ -54,6 +54,7 @@ import dns.update
 import dns.xfr
 import dns.zone
 
+from .dnsserver import query_txt
 from .ports import free_port
 
 __all__ = ["DEFAULT_ZONES", "BindNotFound", "BindServer", "find_named"]
@@ -313,6 +314,10 @@ class BindServer:
             if rrset.rdtype == dns.rdatatype.TXT:
                 values.update(b"".join(rdata.strings).decode() for rdata in rrset)
         return values
+
+    def txt_ttl(self, name: str) -> int:
+        """The TTL of the TXT record set at ``name`` (-1 when there is none)."""
+        return query_txt(self.host, self.port, name)[1]
 
     def all_txt(self) -> dict[str, set[str]]:
         """Every TXT record in every zone (by zone transfer), as ``{fqdn: values}``."""

@@ -1,10 +1,13 @@
-"""Fixtures for the integration tests: a session-wide real BIND 9, and Caddy's ACME server.
+"""Fixtures for the integration tests: session-wide real BIND 9, Knot DNS, PowerDNS, and
+Caddy's ACME server.
 
 ``bind_server`` is one ``named`` for the whole session (see ``acmelite.testing.bind``), with
 the zones the DNS-01 tests need. ``bind`` is the same server for one test, and after the test
 it asserts that no TXT value is left in any zone (and removes any, so one failure does not
-spill into the next test). Without ``named`` these tests skip, except under ``CI=true``
-where they fail: CI must run them.
+spill into the next test). ``knot_server``/``knot`` and ``powerdns_server``/``powerdns`` are
+the same for Knot DNS and PowerDNS (zones ``example.test`` and ``acme-dns.test``, the
+delegation CNAME, the limited key on ``acme-dns.test``). Without the server these tests
+skip, except under ``CI=true`` where they fail: CI must run them.
 
 ``caddy_lab`` is Caddy's ACME server for the whole session, with a BIND of its own that Caddy
 resolves through (see :class:`CaddyLab`); ``caddy`` is the same for one test, which must
@@ -14,6 +17,7 @@ under ``CI=true``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -28,7 +32,10 @@ from acmelite.testing.caddy import (
     find_caddy,
     free_loopback_address,
 )
+from acmelite.testing.knot import KnotNotFound, KnotServer
+from acmelite.testing.powerdns import PowerDnsNotFound, PowerDnsServer
 from acmelite.testing.relay import DnsRelay
+from tests.conftest import unavailable
 
 #: ``_acme-challenge.delegated.example.test`` is delegated to a zone the key may update.
 DELEGATION_CNAME = (
@@ -86,6 +93,65 @@ def bind(bind_server: BindServer) -> Iterator[BindServer]:
     if leftover:
         bind_server.clear_txt()
         pytest.fail(f"the test left TXT values in BIND: {leftover}", pytrace=False)
+
+
+#: The zones of the Knot and PowerDNS servers.
+OTHER_ZONES = ("example.test", "acme-dns.test")
+
+
+@pytest.fixture(scope="session")
+def knot_server() -> Iterator[KnotServer]:
+    """A real Knot DNS for the whole session."""
+    server = KnotServer(OTHER_ZONES, records=(DELEGATION_CNAME,), limited_key_zones=(LIMITED_ZONE,))
+    try:
+        server.start()
+    except KnotNotFound as exc:
+        unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def powerdns_server() -> Iterator[PowerDnsServer]:
+    """A real PowerDNS Authoritative Server (SQLite, HTTP API, DNS UPDATE) for the session."""
+    server = PowerDnsServer(
+        OTHER_ZONES, records=(DELEGATION_CNAME,), limited_key_zones=(LIMITED_ZONE,)
+    )
+    try:
+        server.start()
+    except PowerDnsNotFound as exc:
+        unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _no_leftovers(server: KnotServer | PowerDnsServer, kind: str) -> Iterator[None]:
+    if server.all_txt():
+        server.clear_txt()
+    yield
+    leftover = server.all_txt()
+    if leftover:
+        server.clear_txt()
+        pytest.fail(f"the test left TXT values in {kind}: {leftover}", pytrace=False)
+
+
+@pytest.fixture
+def knot(knot_server: KnotServer) -> Iterator[KnotServer]:
+    """The session's Knot; the test must leave no TXT value behind."""
+    with _no_leftovers(knot_server, "Knot"):
+        yield knot_server
+
+
+@pytest.fixture
+def powerdns(powerdns_server: PowerDnsServer) -> Iterator[PowerDnsServer]:
+    """The session's PowerDNS; the test must leave no TXT value behind."""
+    with _no_leftovers(powerdns_server, "PowerDNS"):
+        yield powerdns_server
 
 
 # -- Caddy's ACME server (step-ca) -------------------------------------------------------------

@@ -92,8 +92,8 @@ def test_plugins_lists_the_third_party_solver(plugin_python: Path) -> None:
     )  # fmt: skip
     assert outside.returncode == 2
     assert (
-        "unknown solver 'exampledns'; installed solvers: hook, persist, rfc2136" in outside.stderr
-    )
+        "unknown solver 'exampledns'; installed solvers: hook, lexicon, persist, powerdns, rfc2136"
+    ) in outside.stderr
 
 
 def test_issue_and_renew_with_the_plugin(

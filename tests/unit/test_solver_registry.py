@@ -89,7 +89,7 @@ def test_rfc2136_from_inline_environment_and_file(tmp_path: Path) -> None:
 
 def test_parse_tsig_key_forms() -> None:
     assert parse_tsig_key(SECRET + "\n") == ("", "", SECRET)
-    with pytest.raises(InvalidInput, match="neither a base64 secret nor a key clause"):
+    with pytest.raises(InvalidInput, match="neither a base64 secret nor a key"):
         parse_tsig_key("two words")
     with pytest.raises(InvalidInput, match="no key 'missing'"):
         parse_tsig_key('key "a" { secret "eA=="; };', "missing")
