@@ -202,16 +202,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         bundle = issue(config, agree_tos=args.agree_tos, eab=eab, environ=environ,
                        insecure=args.insecure)  # fmt: skip
-        _report(args, bundle)
         if bundle.cleanup_error is not None:  # issued, but records left: exit non-zero
+            _report(args, bundle, failed=True)
             raise bundle.cleanup_error
+        _report(args, bundle)
         return run_verify(args, bundle)
     try:
         cert = ManagedCertificate.create(args.out, config, agree_tos=args.agree_tos, eab=eab,
                                          environ=environ, insecure=args.insecure)  # fmt: skip
     except (DeployFailed, CleanupIncomplete) as exc:
         if exc.certificate.last_bundle is not None:
-            _report(args, exc.certificate.last_bundle)
+            _report(args, exc.certificate.last_bundle, failed=True)
         raise
     installed = cert.last_bundle
     if installed is None:  # create() always sets it; a None would be a bug, not a result
@@ -220,7 +221,10 @@ def run(args: argparse.Namespace) -> int:
     return run_verify(args, installed)
 
 
-def _report(args: argparse.Namespace, bundle: CertificateBundle) -> None:
+def _report(args: argparse.Namespace, bundle: CertificateBundle, *, failed: bool = False) -> None:
+    """The summary (``--json``) or the chain (no ``--out``) on stdout, progress on stderr.
+    ``failed``: the certificate exists but the run fails after it (deploy hook, cleanup);
+    with ``--json`` the error object is then the one object on stdout."""
     cert = bundle.certificate
     files = {}
     if args.out is not None:
@@ -236,7 +240,8 @@ def _report(args: argparse.Namespace, bundle: CertificateBundle) -> None:
         "certificate_url": bundle.certificate_url,
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
+        if not failed:
+            print(json.dumps(summary, indent=2))
     elif args.out is None:
         sys.stdout.write(bundle.fullchain_pem.decode("ascii"))
     if not args.quiet:

@@ -222,6 +222,10 @@ def test_json_on_failure_carries_the_problem_document(
     # Success has "ok": true with the usual fields.
     good = json_doc(run_cli([*argv, "--json"], capsys))
     assert good["ok"] is True and good["names"] == ["json.contract.test"]
+    # Issued but the deploy hook failed: still exactly one object, the error.
+    hooked = run_cli([*argv, "--json", "--deploy-hook", "exit 7"], capsys)
+    assert hooked.code == 1
+    assert json_doc(hooked)["error"]["type"] == "DeployFailed"  # type: ignore[index]
     # An account that does not exist, without --agree-tos: the CLI's hint, in JSON too.
     fresh = [a for a in argv if a != "--agree-tos"]
     fresh[fresh.index("--account-key") + 1] = str(tmp_path / "new.key")
