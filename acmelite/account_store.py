@@ -81,10 +81,14 @@ class AccountStore:
         return AccountKey.load(self.key_path)
 
     def load_or_create_key(self, key_type: str = "ec256") -> tuple[AccountKey, bool]:
-        """The key, created (0600, directory 0700) when missing; True if it was created."""
+        """The key, created (0600, directory 0700) when missing; True if it was created.
+
+        The key's directory must belong to the running user, whether the key is new or not
+        (:func:`acmelite.storage.check_owner`).
+        """
+        ensure_private_dir(self.key_path.parent)
         if self.exists():
             return self.load_key(), False
-        ensure_private_dir(self.key_path.parent)
         key = AccountKey.generate(key_type)
         self.save_key(key)
         log.info("created account key %s", self.key_path)

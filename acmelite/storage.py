@@ -20,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import pwd
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,9 +29,13 @@ from .errors import AcmeliteError, DirectoryLocked, InvalidInput
 
 __all__ = [
     "BUNDLE_FILES",
+    "PRIVATE_DIR_MODE",
+    "PUBLIC_DIR_MODE",
     "OutputLock",
     "atomic_write",
     "check_output_dir",
+    "check_owner",
+    "ensure_dir",
     "ensure_private_dir",
     "write_output_dir",
 ]
@@ -43,19 +48,91 @@ BUNDLE_FILES: Mapping[str, int] = {
     "fullchain.pem": 0o644,
 }
 _KEEP_VERSIONS = 3
+#: Directories that hold keys (``--out``, the account key's directory, version directories).
+PRIVATE_DIR_MODE = 0o700
+#: Every other directory acmelite creates (missing parents, webroot challenge directories).
+PUBLIC_DIR_MODE = 0o755
 
 
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) with mode 0700 where it does not exist yet."""
-    if path.is_dir():
-        return
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
+def ensure_private_dir(path: Path) -> list[Path]:
+    """``path`` as a directory for keys: created 0700 (missing parents 0755), whatever the umask.
+
+    An existing ``path`` must belong to the user running acmelite: keys are never written
+    into (nor read from) a directory another user controls. Returns the directories
+    created, outermost first.
+    """
+    return ensure_dir(path, mode=PRIVATE_DIR_MODE)
+
+
+def ensure_dir(path: Path, *, mode: int = PUBLIC_DIR_MODE) -> list[Path]:
+    """Create ``path`` with exactly ``mode`` and each missing parent with exactly 0755.
+
+    ``mkdir(parents=True)`` gives the parents ``0777 & ~umask`` — 0777 under umask 000,
+    which lets any local user swap a directory acmelite made; here every directory is
+    created by its own ``mkdir`` and then set to its mode through a descriptor opened with
+    ``O_NOFOLLOW``, so the mode is exact and never applied to a planted link. An existing
+    ``path`` owned by another user is refused (:func:`check_owner`).
+    """
+    missing: list[Path] = []
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and not probe.is_symlink():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not missing:
         if not path.is_dir():
-            raise InvalidInput(f"{path} exists and is not a directory") from None
+            raise InvalidInput(f"{path} exists and is not a directory")
+        check_owner(path)
+        return []
+    created: list[Path] = []
+    for directory in reversed(missing):
+        wanted = mode if directory == missing[0] else PUBLIC_DIR_MODE
+        try:
+            os.mkdir(directory, wanted)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise InvalidInput(f"{directory} exists and is not a directory") from None
+            check_owner(directory)
+            continue
+        except OSError as exc:
+            raise InvalidInput(f"cannot create directory {directory}: {exc.strerror}") from None
+        _set_dir_mode(directory, wanted)
+        created.append(directory)
+    return created
+
+
+def _set_dir_mode(directory: Path, mode: int) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise InvalidInput(f"cannot create directory {path}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot open the new directory {directory}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def check_owner(path: Path) -> None:
+    """Refuse a directory for keys that belongs to another user than the one running us."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InvalidInput(f"cannot inspect {path}: {exc.strerror}") from None
+    if info.st_uid != os.geteuid():
+        raise InvalidInput(
+            f"{path} belongs to {describe_owner(info.st_uid)}, not to"
+            f" {describe_owner(os.geteuid())} who runs acmelite: refusing to keep keys in a"
+            " directory another user controls"
+        )
+
+
+def describe_owner(uid: int) -> str:
+    """``nobody (uid 65534)``; ``uid 1234`` when the user has no name."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def check_output_dir(path: str | os.PathLike[str]) -> None:
@@ -148,10 +225,11 @@ def _new_version_dir(versions: Path) -> Path:
     while True:
         version = versions / f"{seq:06d}-{time.strftime('%Y%m%dT%H%M%S')}"
         try:
-            version.mkdir(mode=0o700)
+            os.mkdir(version, PRIVATE_DIR_MODE)
         except FileExistsError:
             seq += 1
             continue
+        _set_dir_mode(version, PRIVATE_DIR_MODE)
         return version
 
 
@@ -187,11 +265,10 @@ class OutputLock:
         self.path = Path(out) / ".lock"
         self.wait = wait
         self._fd: int | None = None
-        self._made_dir = False
+        self._made_dirs: list[Path] = []
 
     def __enter__(self) -> OutputLock:
-        self._made_dir = not self.path.parent.exists()
-        ensure_private_dir(self.path.parent)
+        self._made_dirs = ensure_private_dir(self.path.parent)
         try:
             # O_NOFOLLOW: a planted .lock link must not make us create or open its target.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -217,11 +294,12 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            if self._made_dir and os.listdir(self.path.parent) == [self.path.name]:
+            if self._made_dirs and os.listdir(self.path.parent) == [self.path.name]:
                 # Nothing was installed in a directory this run created: leave no trace.
                 with contextlib.suppress(OSError):
                     self.path.unlink()
-                    self.path.parent.rmdir()
+                    for made in reversed(self._made_dirs):
+                        made.rmdir()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

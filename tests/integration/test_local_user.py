@@ -1,0 +1,149 @@
+"""A local unprivileged user where root runs acmelite (threat model: docs/reliability.md).
+
+acmelite runs as root from cron and holds keys; another account on the same host may create
+files and directories wherever it is allowed to, and wait. Each test plays that user (files
+chowned to ``nobody``, or a process running as ``nobody``), then runs acmelite as root and
+checks that it refused, with one line, and touched nothing the attacker pointed it at.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acmelite.storage import write_output_dir
+from acmelite.testing.pebble import Pebble
+from tests.reliability import Ledger
+from tests.support import issue_argv, key_matches_cert, run_cli
+
+NAME = "local.acmelite.test"
+NOBODY = pwd.getpwnam("nobody")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plays another user: needs root")
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[Ledger]:
+    book = Ledger(
+        "local-user", "A local unprivileged user against root's runs (test_local_user.py)"
+    )
+    yield book
+    book.save()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def _give_to_nobody(*paths: Path) -> None:
+    for path in paths:
+        os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid, follow_symlinks=False)
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """The test sets the umask it wants; the old one comes back afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# -- finding 2: every directory acmelite creates has an explicit mode ---------------------------
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o077], ids=["umask-000", "umask-077"])
+def test_created_directories_have_explicit_modes_whatever_the_umask(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    umask: None,
+    mask: int,
+    ledger: Ledger,
+) -> None:
+    """Missing parents 0755, the directories that hold keys 0700 — under umask 000 and 077."""
+    argv = issue_argv(pebble, tmp_path, NAME, out="srv/certs/web")
+    key = tmp_path / "home" / "config" / "acmelite" / "account.key"
+    argv[argv.index("--account-key") + 1] = str(key)
+    os.umask(mask)
+    result = run_cli([*argv, "-q"], capsys)
+    assert result.code == 0, result.err
+    modes = {
+        str(p.relative_to(tmp_path)): oct(_mode(p))
+        for p in (
+            tmp_path / "srv",
+            tmp_path / "srv" / "certs",
+            tmp_path / "srv" / "certs" / "web",
+            tmp_path / "srv" / "certs" / "web" / ".versions",
+            *(tmp_path / "srv" / "certs" / "web" / ".versions").iterdir(),
+            tmp_path / "home",
+            tmp_path / "home" / "config",
+            key.parent,
+        )
+    }
+    private = {"srv/certs/web", "home/config/acmelite"}
+    wanted = {
+        name: oct(0o700 if name in private or "/.versions" in name else 0o755) for name in modes
+    }
+    ledger.record(
+        f"directories created under umask {mask:03o}",
+        bad_inputs=1,
+        recovered=int(modes == wanted),
+        data_lost=int(modes != wanted),
+    )
+    assert modes == wanted
+
+
+def test_output_parents_are_0755_in_the_library_too(tmp_path: Path, umask: None) -> None:
+    os.umask(0)
+    write_output_dir(tmp_path / "a" / "b" / "out", {"cert.pem": b"c"})
+    assert [oct(_mode(p)) for p in (tmp_path / "a", tmp_path / "a" / "b")] == ["0o755"] * 2
+    assert _mode(tmp_path / "a" / "b" / "out") == 0o700
+
+
+@pytest.mark.parametrize("which", ["--out", "account key directory"])
+def test_a_key_directory_owned_by_another_user_is_refused(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    which: str,
+    ledger: Ledger,
+) -> None:
+    argv = issue_argv(pebble, tmp_path, NAME, out="out")
+    target = tmp_path / "out" if which == "--out" else tmp_path / "keys"
+    target.mkdir(mode=0o700)
+    _give_to_nobody(target)
+    if which != "--out":
+        argv[argv.index("--account-key") + 1] = str(target / "account.key")
+    result = run_cli(argv, capsys)
+    left = sorted(p.name for p in target.iterdir())
+    ledger.record(
+        f"{which} owned by nobody",
+        bad_inputs=1,
+        failed_cleanly=int(result.code == 1),
+        data_lost=len(left),
+        message=result.err.strip(),
+    )
+    assert result.code == 1, result.err
+    assert result.err.count("\n") == 1, result.err
+    assert f"{target} belongs to nobody (uid {NOBODY.pw_uid})" in result.err
+    assert "another user" in result.err
+    assert left == [], "nothing was written into the other user's directory"
+
+
+def test_the_refusal_leaves_a_working_setup_alone(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The owner check does not get in the way of root's own directories."""
+    argv = issue_argv(pebble, tmp_path, NAME)
+    assert run_cli([*argv, "-q"], capsys).code == 0
+    assert run_cli([*argv, "-q"], capsys).code == 0
+    out = tmp_path / "out"
+    assert key_matches_cert((out / "privkey.pem").read_bytes(), (out / "cert.pem").read_bytes())
