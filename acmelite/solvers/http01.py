@@ -227,11 +227,21 @@ class StandaloneSolver:
 class WebrootSolver:
     """Writes ``<webroot>/.well-known/acme-challenge/<token>`` for a running web server.
 
+    Below the webroot nothing is followed: each directory is opened relative to its parent
+    with ``O_DIRECTORY | O_NOFOLLOW`` and the token file with ``O_NOFOLLOW``, so a link that
+    another local user planted (``.well-known/acme-challenge -> /etc/sudoers.d``) is refused
+    instead of making a run as root write through it. Files are 0644 and the directories it
+    creates 0755, whatever the umask, so a web server running as another user can serve them.
+
     Safe to share between concurrent orders: :meth:`cleanup` removes only its own tasks'
     files, and the directories it made once no file of its own is left.
     """
 
     challenge_type: ClassVar[str] = "http-01"
+    #: The directories below the webroot that hold the answers (RFC 8555 §8.3).
+    PARTS: ClassVar[tuple[str, ...]] = (".well-known", "acme-challenge")
+    FILE_MODE: ClassVar[int] = 0o644
+    DIR_MODE: ClassVar[int] = 0o755
     options: ClassVar[tuple[SolverOption, ...]] = (
         SolverOption(
             name="path",
@@ -263,51 +273,118 @@ class WebrootSolver:
     def __init__(self, webroot: str | os.PathLike[str]) -> None:
         self.webroot = Path(webroot)
         self._written: dict[str, Path] = {}
-        self._made_dirs: list[Path] = []
+        self._made_dirs: list[str] = []
         self._lock = threading.Lock()
+
+    @property
+    def directory(self) -> Path:
+        return self.webroot.joinpath(*self.PARTS)
 
     def perform(self, tasks: Sequence[ChallengeTask]) -> None:
         with self._lock:
             self._perform(tasks)
 
     def _perform(self, tasks: Sequence[ChallengeTask]) -> None:
-        if not self.webroot.is_dir():
-            raise InvalidInput(f"the webroot {self.webroot} is not a directory")
-        directory = self.webroot / ".well-known" / "acme-challenge"
-        for part in (directory.parent, directory):
-            if not part.exists():
+        tokens = [check_token(t.token) for t in tasks]
+        fd = self._open_directory(create=True)
+        try:
+            for task, token in zip(tasks, tokens, strict=True):
+                path = self.directory / token
                 try:
-                    part.mkdir(mode=0o755)
+                    self._write(fd, token, task.key_authorization.encode("ascii"))
                 except OSError as exc:
-                    raise SolverError(f"cannot create {part}: {exc.strerror}") from None
-                self._made_dirs.append(part)
-        for task in tasks:
-            path = directory / check_token(task.token)
+                    why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+                    raise SolverError(
+                        f"cannot write {path}: {why}", identifiers=[task.name]
+                    ) from None
+                self._written[task.token] = path
+        finally:
+            os.close(fd)
+
+    def _write(self, directory_fd: int, name: str, data: bytes) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(name, flags, self.FILE_MODE, dir_fd=directory_fd)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, self.FILE_MODE)  # umask 077 must not hide it from the web server
+            handle.write(data)
+
+    def _open_directory(self, *, create: bool) -> int:
+        """A descriptor of the challenge directory, walked down from the webroot link-free."""
+        try:
+            fd = os.open(self.webroot, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            raise InvalidInput(f"the webroot {self.webroot} is not a directory") from None
+        here = self.webroot
+        for part in self.PARTS:
+            here = here / part
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(task.key_authorization.encode("ascii"))
+                if create:
+                    self._make(fd, part, here)
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
-                raise SolverError(
-                    f"cannot write {path}: {exc.strerror}", identifiers=[task.name]
-                ) from None
-            self._written[task.token] = path
+                os.close(fd)
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(here):
+                    raise SolverError(
+                        f"{here} is a symbolic link: refusing to write challenge files through"
+                        f" it; point the webroot at a directory without links below it"
+                    ) from None
+                if exc.errno == errno.ENOTDIR:
+                    raise SolverError(f"{here} is not a directory") from None
+                raise SolverError(f"cannot open {here}: {exc.strerror}") from None
+            os.close(fd)
+            fd = child
+        return fd
+
+    def _make(self, parent_fd: int, name: str, path: Path) -> None:
+        try:
+            os.mkdir(name, self.DIR_MODE, dir_fd=parent_fd)
+        except FileExistsError:
+            return
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+        try:
+            os.fchmod(fd, self.DIR_MODE)
+        finally:
+            os.close(fd)
+        self._made_dirs.append(str(path))
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
         errors = []
         with self._lock:
             paths = [p for p in (self._written.pop(t.token, None) for t in tasks) if p]
-            for path in paths:
+            if paths:
+                errors = self._remove([p.name for p in paths])
+            if not self._written:
+                self._remove_made_dirs()
+        if errors:
+            raise SolverError("cannot remove challenge files: " + "; ".join(errors))
+
+    def _remove(self, names: Sequence[str]) -> list[str]:
+        try:
+            fd = self._open_directory(create=False)
+        except (SolverError, InvalidInput) as exc:
+            return [str(exc)]
+        errors = []
+        try:
+            for name in names:
                 try:
-                    path.unlink()
+                    os.unlink(name, dir_fd=fd)
                 except FileNotFoundError:
                     pass
                 except OSError as exc:
-                    errors.append(f"{path}: {exc.strerror}")
-            if not self._written:
-                for part in reversed(self._made_dirs):
-                    with contextlib.suppress(OSError):
-                        part.rmdir()
-                self._made_dirs.clear()
-        if errors:
-            raise SolverError("cannot remove challenge files: " + "; ".join(errors))
+                    errors.append(f"{self.directory / name}: {exc.strerror}")
+        finally:
+            os.close(fd)
+        return errors
+
+    def _remove_made_dirs(self) -> None:
+        """rmdir what :meth:`perform` created, innermost first, never through a link."""
+        made, self._made_dirs = self._made_dirs, []
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                parent = os.open(
+                    os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                )
+                try:
+                    os.rmdir(os.path.basename(path), dir_fd=parent)
+                finally:
+                    os.close(parent)

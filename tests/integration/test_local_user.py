@@ -11,15 +11,19 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from acmelite.models import Challenge, Identifier
+from acmelite.solvers.base import ChallengeTask
+from acmelite.solvers.http01 import WebrootSolver
 from acmelite.storage import write_output_dir
 from acmelite.testing.pebble import Pebble
 from tests.reliability import Ledger
-from tests.support import issue_argv, key_matches_cert, run_cli
+from tests.support import issue_argv, key_matches_cert, run_cli, serve_directory
 
 NAME = "local.acmelite.test"
 NOBODY = pwd.getpwnam("nobody")
@@ -122,7 +126,7 @@ def test_a_key_directory_owned_by_another_user_is_refused(
     _give_to_nobody(target)
     if which != "--out":
         argv[argv.index("--account-key") + 1] = str(target / "account.key")
-    result = run_cli(argv, capsys)
+    result = run_cli([*argv, "-q"], capsys)
     left = sorted(p.name for p in target.iterdir())
     ledger.record(
         f"{which} owned by nobody",
@@ -147,3 +151,108 @@ def test_the_refusal_leaves_a_working_setup_alone(
     assert run_cli([*argv, "-q"], capsys).code == 0
     out = tmp_path / "out"
     assert key_matches_cert((out / "privkey.pem").read_bytes(), (out / "cert.pem").read_bytes())
+
+
+# -- findings 4 and 13: the webroot solver walks down without following links -------------------
+
+
+@pytest.mark.parametrize("link", [".well-known", ".well-known/acme-challenge"])
+def test_a_symlinked_webroot_component_is_refused(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    link: str,
+    ledger: Ledger,
+) -> None:
+    """The site belongs to a local user, who links part of the challenge path to a root-only
+    directory (``/etc/sudoers.d`` in the finding); root's run must not create a file there."""
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    (webroot / "index.html").write_text("hello")
+    victim = tmp_path / "root-only"
+    victim.mkdir(mode=0o700)
+    planted = webroot / link
+    planted.parent.mkdir(exist_ok=True)
+    planted.symlink_to(victim)
+    _give_to_nobody(webroot, planted.parent, planted)
+    argv = [*issue_argv(pebble, tmp_path, NAME), "--webroot", str(webroot), "-q"]
+    with serve_directory(webroot, pebble.http_port):
+        result = run_cli(argv, capsys)
+    touched = sorted(str(p.relative_to(victim)) for p in victim.rglob("*"))
+    ledger.record(
+        f"webroot {link} planted as a symlink to a root-only directory",
+        bad_inputs=1,
+        failed_cleanly=int(result.code == 1),
+        data_lost=len(touched),
+        message=result.err.strip(),
+    )
+    assert touched == [], "root's run wrote into the directory the link points at"
+    assert result.code == 1, result.err
+    assert f"{planted} is a symbolic link: refusing" in result.err
+    assert result.err.count("\n") == 1, result.err
+    assert not (tmp_path / "out" / "cert.pem").exists()
+
+
+def test_webroot_files_are_readable_by_the_web_server_under_umask_077(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    umask: None,
+    ledger: Ledger,
+) -> None:
+    """Files 0644 and the directories acmelite creates 0755, whatever the umask: a web
+    server running as another user (``www-data``) must be able to serve them."""
+    webroot = tmp_path / "www"
+    webroot.mkdir(mode=0o755)
+    seen: dict[str, str] = {}
+    solver = WebrootSolver(webroot)
+    task = _http01_task()
+    os.umask(0o077)
+    solver.perform([task])
+    try:
+        for path in (webroot / ".well-known", solver.directory, solver.directory / task.token):
+            seen[str(path.relative_to(webroot))] = oct(_mode(path))
+        served = _read_as_nobody(solver.directory / task.token)
+    finally:
+        solver.cleanup([task])
+    wanted = {
+        ".well-known": "0o755",
+        ".well-known/acme-challenge": "0o755",
+        f".well-known/acme-challenge/{task.token}": "0o644",
+    }
+    ledger.record("webroot files under umask 077", bad_inputs=1, recovered=int(seen == wanted))
+    assert seen == wanted
+    assert served == task.key_authorization
+    assert list(webroot.iterdir()) == []
+
+
+def _http01_task() -> ChallengeTask:
+    token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+    challenge = Challenge(type="http-01", url="https://ca.test/c/1", status="pending", token=token)
+    return ChallengeTask(
+        identifier=Identifier(type="dns", value=NAME),
+        challenge=challenge,
+        key_authorization=f"{token}.thumbprint",
+    )
+
+
+def _read_as_nobody(path: Path) -> str:
+    """Read ``path`` as a process running as nobody (the web server of this test).
+
+    Every directory above it gets the search bit for others for the time of the read: the
+    test's temporary directory is root's and 0700.
+    """
+    opened = [p for p in path.parents if not _mode(p) & 0o001]
+    for parent in opened:
+        os.chmod(parent, _mode(parent) | 0o001)
+    try:
+        done = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups",
+             "cat", str(path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        for parent in opened:
+            os.chmod(parent, _mode(parent) & ~0o001)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
