@@ -34,7 +34,8 @@ from .errors import (
 )
 from .keys import AccountKey, PrivateKey, b64url
 from .models import Account, Directory, RenewalInfo
-from .transport import Response, Transport
+from .origin import Origin
+from .transport import MAX_POLL_WAIT, Response, Transport
 
 __all__ = [
     "REVOCATION_REASONS",
@@ -110,6 +111,7 @@ class AccountClient:
         transport: Transport | None = None,
         poll_interval: float = 0.05,
         poll_max_interval: float = 5.0,
+        poll_max_retry_after: float = MAX_POLL_WAIT,
         sleep: Callable[[float], None] = time.sleep,
         max_concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
@@ -126,8 +128,12 @@ class AccountClient:
         self.transport = transport or Transport(
             ca_bundle=ca_bundle, timeout=timeout, max_connections=self.max_concurrency
         )
+        # Every URL the CA hands out must be on its directory's origin (acmelite.origin).
+        self.transport.origin = Origin.of(directory_url)
         self.poll_interval = poll_interval
         self.poll_max_interval = poll_max_interval
+        #: The longest a poll waits, whatever ``Retry-After`` asks (:data:`MAX_POLL_WAIT`).
+        self.poll_max_retry_after = poll_max_retry_after
         self._sleep = sleep
         #: ``time.monotonic`` unless a test injects a clock that ``sleep`` moves forward.
         self._clock = clock

@@ -15,7 +15,9 @@ The solve step (RFC 8555 §7.5) — why an order of N names costs about one vali
    costs the same for 1 name and for 100. Only when the order fails are the
    authorizations fetched again, to name each failed identifier and its cause.
 
-Polling (§7.5.1) follows ``Retry-After`` when the server sends it; otherwise it starts
+Polling (§7.5.1) follows ``Retry-After`` when the server sends it, up to
+``poll_max_retry_after`` (:data:`~acmelite.transport.MAX_POLL_WAIT`, 60 s) and never past
+the deadline (a wait that would end after it ends the polling at once); otherwise it starts
 at ``poll_interval`` (50 ms) and doubles up to ``poll_max_interval``, never a tight loop.
 A solver that sees the CA fetch its answers (the standalone HTTP-01 server, a
 ``ValidationWatcher``) cuts a wait short: the order is fetched right after every answer
@@ -59,13 +61,13 @@ from .keys import PrivateKey, b64url, generate_private_key, private_key_pem
 from .models import Authorization, Challenge, Identifier, Order
 from .names import is_wildcard, matches, parse_identifiers
 from .storage import write_output_dir
+from .transport import PEM_CHAIN
 from .validation import CHALLENGE_RETRIES, FAILED_AUTHZ, Validation
 
 __all__ = ["AcmeClient", "CertificateBundle", "ExternalAccountBinding"]
 
 log = logging.getLogger(__name__)
 
-PEM_CHAIN = "application/pem-certificate-chain"
 #: After the CA fetched an answer, how long it gets to record the result before the
 #: order is fetched (a few milliseconds on Pebble).
 VALIDATION_GRACE = 0.02
@@ -441,7 +443,8 @@ class AcmeClient(AccountClient):
                 interval = min(interval * 2, self.poll_max_interval)
                 told = resp.retry_after
                 asked = told is not None
-                poll_at = self._clock() + (told if told is not None else interval)
+                wait = interval if told is None else min(told, self.poll_max_retry_after)
+                poll_at = self._clock() + wait
         return order
 
     def _answer_again(
@@ -496,7 +499,7 @@ class AcmeClient(AccountClient):
         for minutes (ZeroSSL does).
         """
         interval = self.poll_interval
-        wait = retry_after if retry_after is not None else interval
+        wait = interval if retry_after is None else min(retry_after, self.poll_max_retry_after)
         asked = retry_after is not None
         while order.status not in until:
             if deadline is not None and self._clock() + wait > deadline:
@@ -510,7 +513,7 @@ class AcmeClient(AccountClient):
             interval = min(interval * 2, self.poll_max_interval)
             told = resp.retry_after
             asked = told is not None
-            wait = told if told is not None else interval
+            wait = interval if told is None else min(told, self.poll_max_retry_after)
         return order
 
     # -- finalize and download (RFC 8555 §7.4, §7.4.2) -----------------------------------

@@ -19,20 +19,37 @@ Theory of operation — nonces and retries (RFC 8555 §6.5, §6.6):
   ``max_retry_after`` and the deadline; otherwise the error carries ``retry_after``.
 * A connection failure is retried only for requests that are safe to repeat: GET, HEAD
   and POST-as-GET. A signed POST with a payload may have taken effect; it is not resent.
+
+Theory of operation — bounded reads (the CA may be hostile, or broken):
+
+* A socket timeout bounds each read, not a request: a server that sends one byte a second
+  never trips it. So every request attempt is watched: at ``timeout`` seconds, or at the
+  deadline if that comes first, a timer shuts the connection's socket down, which wakes the
+  blocked read at once; the attempt then fails as a timeout (or :class:`DeadlineExceeded`,
+  naming the URL). Connect, headers and body all count.
+* Bodies are read in chunks and never beyond a cap (:data:`MAX_JSON_BYTES` for JSON,
+  :data:`MAX_CHAIN_BYTES` for a certificate chain; constructor arguments change them): a
+  larger ``Content-Length`` is refused before reading, a longer body once the cap is passed.
+  Compression is not asked for, so a small body cannot inflate into a large one.
+* Every URL is checked against the directory's origin (:mod:`acmelite.origin`) before it
+  is requested, and every ``Location`` as it arrives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -40,16 +57,28 @@ import urllib3
 
 from ._version import __version__
 from .errors import (
+    AcmeliteError,
     BadNonceError,
     DeadlineExceeded,
+    InvalidInput,
     NetworkError,
     Problem,
     ProblemError,
     ProtocolError,
     problem_error,
 )
+from .origin import Origin
 
-__all__ = ["NoncePool", "Response", "Transport", "parse_retry_after"]
+__all__ = [
+    "MAX_CHAIN_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_POLL_WAIT",
+    "MAX_RETRY_AFTER",
+    "NoncePool",
+    "Response",
+    "Transport",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +86,33 @@ USER_AGENT = f"acmelite/{__version__} python-requests/{requests.__version__}"
 JOSE_JSON = "application/jose+json"
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
+#: The largest JSON answer read (directory, account, order, authorization, problem): 1 MiB.
+MAX_JSON_BYTES = 1 << 20
+#: The largest certificate chain read (RFC 8555 §7.4.2): 1 MiB, hundreds of certificates.
+MAX_CHAIN_BYTES = 1 << 20
+#: The longest ``Retry-After`` a request waits out by itself; a longer one is raised, with
+#: ``retry_after`` on the error (:attr:`Transport.max_retry_after`).
+MAX_RETRY_AFTER = 60.0
+#: The longest wait between two polls of an order, whatever its ``Retry-After`` asks
+#: (RFC 8555 §7.5.1 leaves it to the server; a hostile or broken one must not park the
+#: client for years): ``AcmeClient(poll_max_retry_after=...)``.
+MAX_POLL_WAIT = 60.0
+#: ``Retry-After`` values are read as at most a year, so no arithmetic on them overflows.
+RETRY_AFTER_CEILING = 366 * 86400.0
+_CHUNK = 64 * 1024
+PEM_CHAIN = "application/pem-certificate-chain"
+
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; ``None`` when absent or invalid."""
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; ``None`` when absent or invalid.
+
+    At most :data:`RETRY_AFTER_CEILING` (a year), however far away the server says.
+    """
     if not value:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return float(text)
+        return min(float(text), RETRY_AFTER_CEILING)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
@@ -72,7 +120,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(max(0.0, when.timestamp() - current), RETRY_AFTER_CEILING)
 
 
 def parse_links(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -173,14 +221,22 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         insecure: bool = False,
         max_connections: int = 10,
+        max_json_bytes: int = MAX_JSON_BYTES,
+        max_chain_bytes: int = MAX_CHAIN_BYTES,
     ) -> None:
         self.new_nonce_url = ""
         #: ``HEAD``, or ``GET`` once the CA refused HEAD on newNonce.
         self.new_nonce_method = "HEAD"
         self.nonces = NoncePool()
+        #: Seconds for one request attempt, all of it: connect, headers and body.
         self.timeout = timeout
         #: A ``time.monotonic()`` after which no request starts (``--timeout``); None: none.
         self.deadline: float | None = None
+        self.insecure = insecure
+        self._origin: Origin | None = None
+        #: Body caps in bytes: JSON answers, and certificate chains (``Accept`` PEM chain).
+        self.max_json_bytes = max_json_bytes
+        self.max_chain_bytes = max_chain_bytes
         self.max_bad_nonce = max_bad_nonce
         self.max_retry_after = max_retry_after
         self.max_rate_limit_retries = max_rate_limit_retries
@@ -198,10 +254,12 @@ class Transport:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = user_agent
+        # No compression: a few KiB of gzip must not inflate past the body caps.
+        self._session.headers["Accept-Encoding"] = "identity"
         # One kept-alive connection per thread that talks at once: requests' pool keeps at
         # most 10 and closes any connection beyond that after its request, so 32 threads
         # would pay a TCP and TLS handshake for most requests.
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(1, max_connections))
+        adapter = _WatchedAdapter(pool_maxsize=max(1, max_connections))
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._count_lock = threading.Lock()
@@ -210,12 +268,31 @@ class Transport:
     def close(self) -> None:
         self._session.close()
 
+    @property
+    def origin(self) -> Origin | None:
+        """The CA's origin (its directory URL's); every URL requested must be on it."""
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: Origin | None) -> None:
+        if value is not None and value.scheme != "https" and not self.insecure:
+            raise InvalidInput(
+                f"{value} is plain HTTP: account keys' signatures, the account URL and every"
+                " answer would travel unprotected; an ACME server must use HTTPS (RFC 8555"
+                " §6.1), a test CA without TLS needs the insecure option"
+            )
+        self._origin = value
+
     # -- plain requests -------------------------------------------------------------
 
     def get(self, url: str, *, deadline: float | None = None) -> Response:
         """An unauthenticated GET (the directory, RFC 8555 §7.1.1; renewalInfo, RFC 9773)."""
         return self._waiting(
-            lambda: self._checked("GET", url, deadline=deadline, idempotent=True), url, deadline
+            lambda: self._checked(
+                "GET", url, deadline=deadline, idempotent=True, limit=self.max_json_bytes
+            ),
+            url,
+            deadline,
         )
 
     def new_nonce(self, *, deadline: float | None = None) -> str:
@@ -227,7 +304,13 @@ class Transport:
 
         def fetch(method: str) -> Response:
             return self._waiting(
-                lambda: self._checked(method, url, deadline=deadline, idempotent=True),
+                lambda: self._checked(
+                    method,
+                    url,
+                    deadline=deadline,
+                    idempotent=True,
+                    limit=0 if method == "HEAD" else self.max_json_bytes,
+                ),
                 url,
                 deadline,
             )
@@ -275,6 +358,7 @@ class Transport:
                     headers=headers,
                     deadline=deadline,
                     idempotent=as_get,
+                    limit=self.max_chain_bytes if accept == PEM_CHAIN else self.max_json_bytes,
                 )
             except BadNonceError:
                 bad_nonces += 1
@@ -332,9 +416,16 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
         idempotent: bool,
+        limit: int,
     ) -> Response:
         resp = self._send(
-            method, url, data=data, headers=headers, deadline=deadline, idempotent=idempotent
+            method,
+            url,
+            data=data,
+            headers=headers,
+            deadline=deadline,
+            idempotent=idempotent,
+            limit=limit,
         )
         if resp.status < 400:
             return resp
@@ -370,7 +461,10 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
         idempotent: bool,
+        limit: int,
     ) -> Response:
+        if self._origin is not None:
+            self._origin.check(url, source=f"the URL to {method}")
         attempts = 1 + (self.connection_retries if idempotent else 0)
         deadline = self._deadline(deadline)
         for attempt in range(1, attempts + 1):
@@ -380,47 +474,202 @@ class Transport:
                 if remaining <= 0:
                     raise DeadlineExceeded(f"deadline reached before {method} {url}")
                 timeout = min(timeout, remaining)
+            watch = _Watch(timeout)
             try:
-                raw = self._session.request(
+                with watch:
+                    raw = self._session.request(
+                        method,
+                        url,
+                        data=data,
+                        headers=dict(headers or {}),
+                        timeout=timeout,
+                        verify=self._verify,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+                    content = self._read_body(raw, method, url, limit)
+            except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+                if not watch.fired and not isinstance(exc, requests.exceptions.RequestException):
+                    raise
+                failure = self._failure(
+                    exc,
+                    watch,
                     method,
                     url,
-                    data=data,
-                    headers=dict(headers or {}),
                     timeout=timeout,
-                    verify=self._verify,
-                    allow_redirects=False,
+                    deadline=deadline,
+                    attempt=attempt,
+                    attempts=attempts,
+                    idempotent=idempotent,
                 )
-            except requests.exceptions.SSLError as exc:
-                raise NetworkError(
-                    f"TLS verification of {_host(url)} failed ({_reason(exc)})",
-                    code="tls-verification",
-                ) from exc
-            except requests.exceptions.RequestException as exc:
-                pause = min(0.5 * attempt, 2.0)
-                late = deadline is not None and time.monotonic() + pause >= deadline
-                if attempt < attempts and not late:
-                    log.debug("%s %s failed (%s); retrying", method, url, _reason(exc))
-                    self._sleep(pause)
-                    continue
-                if late and isinstance(exc, requests.exceptions.Timeout):
-                    raise DeadlineExceeded(
-                        f"{_host(url)} did not answer {method} {url} before the deadline"
-                    ) from exc
-                raise _network_error(
-                    method, url, exc, timeout, resent=attempt > 1, idempotent=idempotent
-                ) from exc
+                if failure is not None:
+                    raise failure from exc
+                continue
             with self._count_lock:
                 self.request_count += 1
             self.nonces.put(raw.headers.get("Replay-Nonce"))
-            log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(raw.content))
+            log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(content))
+            location = raw.headers.get("Location")
+            if location and self._origin is not None:
+                self._origin.check(location, source=f"the Location of {method} {url}")
             return Response(
                 url=url,
                 status=raw.status_code,
                 headers=raw.headers,
-                content=raw.content,
+                content=content,
                 links=parse_links(raw.raw.headers.getlist("Link") if raw.raw is not None else []),
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(
+        self,
+        exc: BaseException,
+        watch: _Watch,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        deadline: float | None,
+        attempt: int,
+        attempts: int,
+        idempotent: bool,
+    ) -> AcmeliteError | None:
+        """The error to raise for a failed attempt; None: pause and try again."""
+        timed_out = watch.fired or isinstance(exc, requests.exceptions.Timeout)
+        if isinstance(exc, requests.exceptions.SSLError) and not watch.fired:
+            return NetworkError(
+                f"TLS verification of {_host(url)} failed ({_reason(exc)})",
+                code="tls-verification",
+            )
+        pause = min(0.5 * attempt, 2.0)
+        late = deadline is not None and time.monotonic() + pause >= deadline
+        if attempt < attempts and not late:
+            log.debug("%s %s failed (%s); retrying", method, url, _reason(exc))
+            self._sleep(pause)
+            return None
+        if late and timed_out:
+            what = "still sending its answer to" if watch.fired else "did not answer"
+            return DeadlineExceeded(f"{_host(url)} {what} {method} {url} at the deadline")
+        if watch.fired:
+            return NetworkError(
+                f"{_host(url)} did not finish answering {method} {url} within {timeout:.0f} s"
+            )
+        assert isinstance(exc, requests.exceptions.RequestException)  # noqa: S101 - see caller
+        return _network_error(method, url, exc, timeout, resent=attempt > 1, idempotent=idempotent)
+
+    def _read_body(self, raw: requests.Response, method: str, url: str, limit: int) -> bytes:
+        """The whole body, in chunks, refused once it passes ``limit`` bytes."""
+        if method == "HEAD" or raw.status_code in (204, 304):
+            raw.close()
+            return b""
+        declared = raw.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raw.close()
+            raise _too_large(method, url, limit, f"announces {int(declared)} bytes")
+        body = bytearray()
+        for chunk in raw.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raw.close()
+                raise _too_large(method, url, limit, "sent more")
+        return bytes(body)
+
+
+def _too_large(method: str, url: str, limit: int, what: str) -> ProtocolError:
+    return ProtocolError(
+        f"the answer to {method} {url} {what} than the {limit}-byte limit"
+        " (Transport max_json_bytes / max_chain_bytes); refusing to read it"
+    )
+
+
+# -- watching a request -------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Watch:
+    """At ``seconds`` from :meth:`__enter__`, shut down the socket of this thread's request.
+
+    The connection is learned from the connection pool (:class:`_WatchedPool`) as the
+    request goes out; a blocked read on it then returns at once, so no server can hold a
+    request past its time by sending slowly.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._conn: object = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> _Watch:
+        _current.watch = self
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.watch = None
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def attach(self, conn: object) -> None:
+        with self._lock:
+            self._conn = conn
+            fired = self.fired
+        if fired:
+            _shut(conn)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            conn = self._conn
+        _shut(conn)
+
+
+def _shut(conn: object) -> None:
+    sock = getattr(conn, "sock", None)
+    if isinstance(sock, socket.socket):
+        # socket.socket's own shutdown, not SSLSocket's: that one drops the TLS object the
+        # reading thread is still using.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _attach(conn: object) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.attach(conn)
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        _attach(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        _attach(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with pools that tell the current :class:`_Watch` their connection."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.ProxyManager:
+        manager: urllib3.ProxyManager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is urllib3.ProxyManager:  # SOCKS managers keep their own pools
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
 
 
 def _host(url: str) -> str:

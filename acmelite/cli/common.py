@@ -117,14 +117,20 @@ def add_account_arguments(
     )
 
 
-def server_url(value: str) -> str:
-    """The directory URL of ``--server`` (an alias or a URL); :class:`UsageError` if neither."""
+def server_url(value: str, *, insecure: bool = False) -> str:
+    """The directory URL of ``--server`` (an alias or a URL); :class:`UsageError` if neither,
+    or if it is plain HTTP without ``--insecure`` (a test CA)."""
     from .output import UsageError
 
     url = SERVER_ALIASES.get(value, value)
     if not url.startswith(("https://", "http://")):
         known = ", ".join(SERVER_ALIASES)
         raise UsageError(f"--server {value!r} is neither a URL nor an alias ({known})")
+    if url.startswith("http://") and not insecure:
+        raise UsageError(
+            f"--server {url} is plain HTTP: signed requests and the account URL would travel"
+            " unprotected; use the CA's https:// URL (--insecure allows it for a test CA)"
+        )
     return url
 
 
@@ -168,7 +174,7 @@ def open_client(
     """A client for ``--server`` with the account of ``--account-key`` (see
     :meth:`acmelite.account_store.AccountStore.client`)."""
     return account_store(args).client(
-        server_url(args.server),
+        server_url(args.server, insecure=getattr(args, "insecure", False)),
         ca_bundle=args.ca_bundle,
         insecure=getattr(args, "insecure", False),
         timeout=getattr(args, "timeout", None),

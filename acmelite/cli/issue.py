@@ -172,7 +172,7 @@ def _config(args: argparse.Namespace) -> tuple[CertificateConfig, dict[str, str]
     try:
         config = CertificateConfig(
             names=tuple(names),
-            server=server_url(args.server),
+            server=server_url(args.server, insecure=getattr(args, "insecure", False)),
             account_key=str(args.account_key),
             challenge=challenge,
             ca_bundle=args.ca_bundle or None,

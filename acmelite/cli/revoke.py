@@ -130,7 +130,8 @@ def _client(args: argparse.Namespace, cert: x509.Certificate) -> AcmeClient:
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
         raise InvalidInput(f"--ca-bundle {args.ca_bundle}: no such file")
     transport = Transport(ca_bundle=args.ca_bundle, insecure=getattr(args, "insecure", False))
-    return AcmeClient(server_url(args.server), AccountKey(key), transport=transport)
+    url = server_url(args.server, insecure=getattr(args, "insecure", False))
+    return AcmeClient(url, AccountKey(key), transport=transport)
 
 
 def _load_certificate(path: Path) -> x509.Certificate:

@@ -28,12 +28,15 @@ type and detail), a ``badNonce`` problem carrying a fresh nonce fetched from the
 a connection reset before the response or in the middle of its body, a delay (past the
 client's timeout), malformed JSON, an HTML page with any status, a wrong ``Content-Type``, a
 truncated or garbage certificate PEM, a JSON patch of the CA's answer (a directory without
-``newOrder``, an order stuck ``processing``, with headers such as ``Retry-After``), and a
-made-up JSON answer to a request the CA never sees (a challenge as another CA would answer
-it). A delay or stall can be ended early with :meth:`Injection.release`, which
-crash tests use to hold a client at an exact request while they kill it. Faults that spoil
-the CA's answer (malformed, truncated, garbage, patched, wrong type, cut mid-body) apply only
-to a successful one: an error the CA sent itself (Pebble's random ``badNonce``) passes
+``newOrder``, an order stuck ``processing``, with headers such as ``Retry-After``), a made-up
+JSON answer to a request the CA never sees (a challenge as another CA would answer it), a
+regex rewrite of the CA's body and headers, headers set on any answer (a ``Link`` on a
+certificate), a body dripped byte by byte, and a body padded to any size (chunked or not). A
+delay or stall can be ended early with :meth:`Injection.release`, which crash tests use to
+hold a client at an exact request while they kill it. Faults that spoil the CA's answer
+(malformed, truncated, garbage, patched, rewritten, wrong type, cut mid-body, dripped,
+padded) apply only to a successful one: an error the CA sent itself (Pebble's random
+``badNonce``) passes
 through, and the fault waits for the next match without counting a hit.
 """
 
@@ -88,6 +91,10 @@ FaultKind = Literal[
     "garbage-pem",
     "patch-json",
     "respond",
+    "rewrite",
+    "headers",
+    "drip",
+    "oversize",
 ]
 
 #: Pebble's resource paths by the RFC 8555 name of what they serve (first path segment).
@@ -217,6 +224,10 @@ class Fault:
     detail: str = ""
     fresh_nonce: bool = True
     drop_challenges: tuple[str, ...] = ()
+    pattern: str = ""
+    replacement: str = ""
+    size: int = 0
+    chunked: bool = False
 
     @classmethod
     def error(
@@ -361,6 +372,34 @@ class Fault:
             content_type="application/json",
             on=on or On(),
         )
+
+    @classmethod
+    def rewrite(cls, pattern: str, replacement: str, *, on: On | None = None) -> Fault:
+        """``re.sub(pattern, replacement)`` over the CA's body and each of its header values
+        (a challenge URL moved to another host, say); an answer it does not change is passed
+        through without counting a hit."""
+        re.compile(pattern)
+        return cls(
+            kind="rewrite", pattern=pattern, replacement=replacement, forward=True, on=on or On()
+        )
+
+    @classmethod
+    def with_headers(cls, headers: Mapping[str, str], *, on: On | None = None) -> Fault:
+        """The CA's answer, JSON or not, with ``headers`` set (replacing any of the same
+        name): a ``Link`` on a certificate chain, a ``Location`` elsewhere."""
+        return cls(kind="headers", headers=dict(headers), forward=True, on=on or On())
+
+    @classmethod
+    def drip(cls, interval: float = 1.0, *, on: On | None = None) -> Fault:
+        """The CA's answer with its body sent one byte every ``interval`` seconds (until
+        :meth:`Injection.release`, which resets the connection instead)."""
+        return cls(kind="drip", seconds=interval, forward=True, on=on or On())
+
+    @classmethod
+    def oversize(cls, size: int, *, chunked: bool = True, on: On | None = None) -> Fault:
+        """The CA's answer followed by ``size`` spaces (still valid JSON), sent chunked (no
+        ``Content-Length`` to warn the client) or with the true ``Content-Length``."""
+        return cls(kind="oversize", size=size, chunked=chunked, forward=True, on=on or On())
 
     @property
     def label(self) -> str:
@@ -813,7 +852,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._relay(answer)
             return
         answer = proxy.forward(method, path, self._headers(), body)
-        patched = _patch(answer, fault) if fault.kind == "patch-json" else answer
+        patched = _patch(answer, fault) if fault.kind in ("patch-json", "rewrite") else answer
         if patched is None or answer.status >= 400:
             # Only a successful answer is spoilt (not one of Pebble's own badNonces, say);
             # the fault stays armed for the next match.
@@ -823,6 +862,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         injection._fired()
         if fault.kind == "reset-mid-body":
             self._cut(answer, fault, injection)
+        elif fault.kind == "drip":
+            self._drip(answer, fault, injection)
+        elif fault.kind == "oversize":
+            self._oversize(answer, fault)
         else:
             self._relay(_mangle(answer, fault))
 
@@ -897,6 +940,49 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             injection._wait(fault.seconds)
         raise _Abort
 
+    def _head(self, answer: _Upstream, extra: Sequence[tuple[str, str]]) -> None:
+        self._note(answer.status)
+        self.send_response_only(answer.status, answer.reason)
+        for name, value in answer.headers:
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.flush()
+
+    def _drip(self, answer: _Upstream, fault: Fault, injection: Injection) -> None:
+        """Status and headers at once, then the body a byte at a time."""
+        self._head(answer, [("Content-Length", str(len(answer.body)))])
+        for i in range(len(answer.body)):
+            if injection._released.is_set() or self.server.proxy._closing.is_set():
+                raise _Abort
+            self.wfile.write(answer.body[i : i + 1])
+            self.wfile.flush()
+            injection._wait(fault.seconds)
+
+    def _oversize(self, answer: _Upstream, fault: Fault) -> None:
+        total = len(answer.body) + fault.size
+        if fault.chunked:
+            self._head(answer, [("Transfer-Encoding", "chunked")])
+        else:
+            self._head(answer, [("Content-Length", str(total))])
+        pad = b" " * 65536
+        chunks = [answer.body]
+        left = fault.size
+        while chunks or left:
+            if self.server.proxy._closing.is_set():
+                raise _Abort
+            piece = chunks.pop() if chunks else pad[: min(left, len(pad))]
+            left -= 0 if piece is answer.body else len(piece)
+            if fault.chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            else:
+                self.wfile.write(piece)
+        if fault.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _reset(self) -> None:
         self.close_connection = True
         try:
@@ -907,6 +993,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 def _patch(answer: _Upstream, fault: Fault) -> _Upstream | None:
+    if fault.kind == "rewrite":
+        return _rewrite(answer, fault)
     try:
         data = json.loads(answer.body)
     except ValueError:
@@ -936,8 +1024,20 @@ def _fits(value: object, wanted: object) -> bool:
     return value in wanted if isinstance(wanted, tuple) else value == wanted
 
 
+def _rewrite(answer: _Upstream, fault: Fault) -> _Upstream | None:
+    body = re.sub(fault.pattern.encode(), fault.replacement.encode(), answer.body)
+    headers = [(k, re.sub(fault.pattern, fault.replacement, v)) for k, v in answer.headers]
+    if body == answer.body and headers == answer.headers:
+        return None
+    return _Upstream(answer.status, answer.reason, headers, body)
+
+
 def _mangle(answer: _Upstream, fault: Fault) -> _Upstream:
     body, headers = answer.body, answer.headers
+    if fault.kind == "headers":
+        names = {k.lower() for k in fault.headers}
+        headers = [(k, v) for k, v in headers if k.lower() not in names]
+        headers += list(fault.headers.items())
     if fault.kind == "malformed-json":
         body = body[: max(1, len(body) // 2)]
     elif fault.kind == "truncated-pem":

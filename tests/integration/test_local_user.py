@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from acmelite.solvers.base import ChallengeTask
 
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.http01 import WebrootSolver
 from acmelite.storage import write_output_dir
 from acmelite.testing.pebble import Pebble

@@ -1,0 +1,425 @@
+"""A hostile CA, or the network with a certificate the client trusts (threat model, reliability.md).
+
+Pebble plays the CA behind :class:`FaultProxy`, which turns it hostile: it drips answers,
+pads them to hundreds of MiB, hands out URLs on other origins and asks for waits of decades.
+A *sink* — a listener on another loopback port that counts connections — stands for the
+host the CA would like the client to talk to: every origin test asserts it saw nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acmelite.client import MAX_POLL_WAIT, AcmeClient
+from acmelite.errors import ProtocolError
+from acmelite.keys import AccountKey
+from acmelite.solvers.http01 import StandaloneSolver
+from acmelite.testing.pebble import Pebble
+from acmelite.testing.proxy import Fault, FaultProxy, On
+from acmelite.transport import MAX_RETRY_AFTER, Transport, parse_retry_after
+from tests.reliability import Ledger
+from tests.support import CliResult, issue_argv, run_cli, run_cli_subprocess
+
+NAME = "hostile-ca.acmelite.test"
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[Ledger]:
+    book = Ledger(
+        "hostile-ca", "A hostile CA or network, through the fault proxy (test_hostile_ca.py)"
+    )
+    yield book
+    book.save()
+
+
+@pytest.fixture(scope="module")
+def proxy(pebble: Pebble) -> Iterator[FaultProxy]:
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _clean(proxy: FaultProxy) -> Iterator[None]:
+    proxy.clear()
+    yield
+    proxy.clear()
+
+
+class Sink:
+    """Accepts and at once closes connections on 127.0.0.1, counting them."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port = int(self._sock.getsockname()[1])
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str, scheme: str = "https") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    running = Sink()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _account_argv(proxy: FaultProxy, tmp: Path, *extra: str) -> list[str]:
+    return [
+        "account",
+        "register",
+        "--server",
+        proxy.directory_url,
+        "--ca-bundle",
+        proxy.ca_bundle,
+        "--account-key",
+        str(tmp / "account.key"),
+        "--agree-tos",
+        *extra,
+    ]
+
+
+def _issue_argv(proxy: FaultProxy, pebble: Pebble, tmp: Path, *extra: str) -> list[str]:
+    argv = issue_argv(
+        pebble, tmp, NAME, directory_url=proxy.directory_url, ca_bundle=proxy.ca_bundle
+    )
+    return [*argv, "-q", *extra]
+
+
+def _one_error_line(result: CliResult) -> str:
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("acmelite: error: "), result.err
+    return lines[0]
+
+
+# -- finding 3: bounded reads -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["account register", "issue"])
+def test_a_dripping_answer_fails_at_the_deadline_naming_the_url(
+    proxy: FaultProxy, pebble: Pebble, tmp_path: Path, command: str, ledger: Ledger
+) -> None:
+    """One byte a second never trips a socket timeout; --timeout 5 must still end the run."""
+    kind = "directory" if command == "account register" else "newOrder"
+    if command == "issue":
+        argv = _issue_argv(proxy, pebble, tmp_path, "--timeout", "5")
+    else:
+        argv = _account_argv(proxy, tmp_path, "--timeout", "5", "-q")
+    injection = proxy.inject(Fault.drip(1.0, on=On(kind=kind, times=None)))
+    start = time.monotonic()
+    try:
+        result = run_cli_subprocess(argv, timeout=90)
+    finally:
+        injection.remove()
+    took = time.monotonic() - start
+    line = _one_error_line(result)
+    ledger.record(
+        f"{command}: {kind} answer dripped one byte a second, --timeout 5",
+        injected=injection.hits,
+        failed_cleanly=int(result.code == 1),
+        message=line,
+    )
+    assert result.code == 1, result.err
+    assert "at the deadline" in line and f"{proxy.netloc}/" in line, line
+    assert took < 45, f"the run took {took:.1f} s with --timeout 5"
+    if command == "issue":
+        # The lock went with the run: the next one goes through.
+        assert run_cli_subprocess(argv).code == 0
+
+
+_RSS_PROBE = (
+    "import resource, sys\n"
+    "from acmelite.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('maxrss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _run_measured(argv: list[str]) -> tuple[int, str, int]:
+    """``acmelite ARGV`` in a child that reports its peak resident memory (KiB)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stderr.splitlines()
+    rss = int(next(line.split()[1] for line in lines if line.startswith("maxrss-kib")))
+    err = "\n".join(line for line in lines if not line.startswith("maxrss-kib"))
+    return done.returncode, err, rss
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_huge_answer_is_refused_at_the_cap_not_read_into_memory(
+    proxy: FaultProxy, tmp_path: Path, chunked: bool, ledger: Ledger
+) -> None:
+    """256 MiB of whitespace after the directory: still valid JSON, but never read whole."""
+    size = 256 << 20
+    injection = proxy.inject(Fault.oversize(size, chunked=chunked, on=On(kind="directory")))
+    code, err, rss = _run_measured(_account_argv(proxy, tmp_path, "-q"))
+    line = _one_error_line(CliResult(code, "", err + "\n"))
+    ledger.record(
+        f"directory padded to 256 MiB ({'chunked' if chunked else 'Content-Length'})",
+        injected=injection.hits,
+        failed_cleanly=int(code == 1),
+        message=line,
+    )
+    assert code == 1, err
+    assert "than the 1048576-byte limit" in line and "/dir" in line, line
+    assert rss < 200 * 1024, f"peak memory {rss // 1024} MiB for a refused answer"
+    assert not (tmp_path / "account.key.accounts.json").exists()
+
+
+def test_a_huge_certificate_chain_is_refused_and_the_old_files_stay(
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ledger: Ledger,
+) -> None:
+    argv = _issue_argv(proxy, pebble, tmp_path)
+    assert run_cli(argv, capsys).code == 0
+    before = (tmp_path / "out" / "cert.pem").read_bytes()
+    injection = proxy.inject(Fault.oversize(2 << 20, on=On(kind="certificate")))
+    result = run_cli(argv, capsys)
+    line = _one_error_line(result)
+    ledger.record(
+        "certificate chain padded to 2 MiB",
+        injected=injection.hits,
+        failed_cleanly=int(result.code == 1),
+        data_lost=int((tmp_path / "out" / "cert.pem").read_bytes() != before),
+        message=line,
+    )
+    assert result.code == 1
+    assert "than the 1048576-byte limit" in line and "/certZ/" in line, line
+    assert (tmp_path / "out" / "cert.pem").read_bytes() == before
+
+
+def test_the_caps_are_configurable_in_the_library(proxy: FaultProxy) -> None:
+    transport = Transport(ca_bundle=proxy.ca_bundle, max_json_bytes=64)
+    with (
+        AcmeClient(proxy.directory_url, AccountKey.generate(), transport=transport) as client,
+        pytest.raises(ProtocolError, match="than the 64-byte limit"),
+    ):
+        client.directory  # noqa: B018 - the property fetches it
+
+
+# -- finding 12: Retry-After waits are capped ---------------------------------------------------
+
+
+def test_library_polling_caps_a_retry_after_of_decades(
+    proxy: FaultProxy, pebble: Pebble, ledger: Ledger
+) -> None:
+    """``issue()`` with no timeout agreed to sleep 31.7 years when the order said so."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(min(seconds, 0.05))
+
+    decades = {"Retry-After": "999999999"}
+    hits = [
+        proxy.inject(Fault.with_headers(decades, on=On(kind=kind, times=None)))
+        for kind in ("order", "finalize")
+    ]
+    transport = Transport(ca_bundle=proxy.ca_bundle, sleep=sleep)
+    with AcmeClient(
+        proxy.directory_url, AccountKey.generate(), transport=transport, sleep=sleep
+    ) as client:
+        client.register(agree_tos=True)
+        bundle = client.issue(
+            [NAME], solver=StandaloneSolver(port=pebble.http_port, address="127.0.0.1")
+        )
+    fired = sum(h.hits for h in hits)
+    ledger.record(
+        "Retry-After: 999999999 on every order and finalize answer (library, no timeout)",
+        injected=fired,
+        recovered=int(max(waits) <= MAX_POLL_WAIT),
+    )
+    assert fired >= 1
+    assert bundle.names == (NAME,)
+    assert waits and max(waits) <= MAX_POLL_WAIT, waits
+
+
+def test_a_rate_limit_of_decades_is_reported_not_waited(
+    proxy: FaultProxy, pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    injection = proxy.inject(
+        Fault.error(429, retry_after=999999999, on=On(kind="newOrder", times=None))
+    )
+    start = time.monotonic()
+    result = run_cli(_issue_argv(proxy, pebble, tmp_path), capsys)
+    assert result.code == 1
+    assert injection.hits == 1, "refused at once, not retried"
+    assert "retry after" in result.err and time.monotonic() - start < 30
+
+
+def test_retry_after_values_are_bounded() -> None:
+    assert parse_retry_after("9" * 40) == parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT")
+    assert parse_retry_after("9" * 40) == 366 * 86400.0
+    assert MAX_RETRY_AFTER == 60.0
+
+
+# -- finding 5: every URL stays on the directory's origin ---------------------------------------
+
+
+def _assert_refused(result: CliResult, url: str, sink: Sink) -> str:
+    line = _one_error_line(result)
+    assert result.code == 1, result.err
+    assert url in line and "not on its origin" in line, line
+    assert sink.connections == 0, "a request went to the other origin"
+    return line
+
+
+def test_a_directory_entry_on_http_is_refused(
+    proxy: FaultProxy,
+    tmp_path: Path,
+    sink: Sink,
+    capsys: pytest.CaptureFixture[str],
+    ledger: Ledger,
+) -> None:
+    """The signed newAccount JWS must never go out in plaintext."""
+    url = sink.url("/sign-me-up", scheme="http")
+    proxy.inject(Fault.patch_json(set_fields={"newAccount": url}, on=On(kind="directory")))
+    result = run_cli(_account_argv(proxy, tmp_path, "-q"), capsys)
+    line = _assert_refused(result, url, sink)
+    ledger.record("directory: newAccount on http://", injected=1, failed_cleanly=1, message=line)
+    assert not (tmp_path / "account.key.accounts.json").exists()
+
+
+SOURCES = {
+    # source: (fault, the URL it plants, extra issue options)
+    "directory newOrder on another port": (
+        lambda url: Fault.patch_json(set_fields={"newOrder": url}, on=On(kind="directory")),
+        "/order-plz",
+        (),
+    ),
+    "Location of newAccount": (
+        lambda url: Fault.with_headers({"Location": url}, on=On(kind="newAccount")),
+        "/my-account/1",
+        (),
+    ),
+    "Location of newOrder": (
+        lambda url: Fault.with_headers({"Location": url}, on=On(kind="newOrder")),
+        "/my-order/1",
+        (),
+    ),
+    "order authorizations": (
+        lambda url: Fault.patch_json(set_fields={"authorizations": [url]}, on=On(kind="newOrder")),
+        "/authZ/1",
+        (),
+    ),
+    "order finalize": (
+        lambda url: Fault.rewrite(
+            r"https://127\.0\.0\.1:\d+/finalize-order/[\w-]+", url, on=On(times=None)
+        ),
+        "/finalize-order/1",
+        (),
+    ),
+    "challenge url": (
+        lambda url: Fault.rewrite(
+            r"https://127\.0\.0\.1:\d+/chalZ/[\w-]+", url, on=On(kind="authz", times=None)
+        ),
+        "/chalZ/1",
+        (),
+    ),
+    "order certificate": (
+        lambda url: Fault.patch_json(
+            set_fields={"certificate": url}, where={"status": "valid"}, on=On(kind="order")
+        ),
+        "/certZ/1",
+        (),
+    ),
+    "Link rel=alternate": (
+        lambda url: Fault.with_headers(
+            {"Link": f'<{url}>;rel="alternate"'}, on=On(kind="certificate")
+        ),
+        "/certZ/1/1",
+        ("--preferred-chain", "No Such Root"),
+    ),
+}
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_a_url_on_another_origin_is_refused(
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    sink: Sink,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    ledger: Ledger,
+) -> None:
+    make, path, extra = SOURCES[source]
+    url = sink.url(path)
+    injection = proxy.inject(make(url))
+    result = run_cli(_issue_argv(proxy, pebble, tmp_path, *extra), capsys)
+    stored = tmp_path / "account.key.accounts.json"
+    with contextlib.suppress(OSError, ValueError):
+        assert str(sink.port) not in json.dumps(json.loads(stored.read_text()))
+    line = _assert_refused(result, url, sink)
+    ledger.record(
+        f"{source} on another origin",
+        injected=injection.hits,
+        failed_cleanly=1,
+        message=line,
+    )
+    assert injection.hits >= 1
+    assert not (tmp_path / "out" / "cert.pem").exists()
+
+
+@pytest.mark.parametrize("insecure", [False, True], ids=["refused", "with-insecure"])
+def test_server_on_plain_http_needs_insecure(
+    tmp_path: Path,
+    sink: Sink,
+    capsys: pytest.CaptureFixture[str],
+    insecure: bool,
+    ledger: Ledger,
+) -> None:
+    url = sink.url("/dir", scheme="http")
+    argv = ["account", "register", "--server", url, "--account-key", str(tmp_path / "k"), "-q"]
+    result = run_cli([*argv, "--insecure"] if insecure else argv, capsys)
+    assert result.code == 1
+    if insecure:
+        assert sink.connections >= 1, "with --insecure the plain-HTTP test CA is asked"
+        return
+    line = _one_error_line(result)
+    ledger.record("--server http://", bad_inputs=1, failed_cleanly=1, message=line)
+    assert f"--server {url} is plain HTTP" in line and "--insecure" in line, line
+    assert sink.connections == 0
