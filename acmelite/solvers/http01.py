@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import re
 import socket
+import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..challenges import ChallengeTask, SolverOption
 from ..errors import InvalidInput, SolverError
@@ -71,10 +74,27 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _ChallengeServer(ThreadingHTTPServer):
+    """The threaded server, hardened for the open Internet.
+
+    Theory of operation: anyone may connect while a certificate is issued (scanners do, and
+    reset half-way). So every connection gets ``connection_deadline`` seconds in all —
+    :meth:`service_actions`, run by ``serve_forever`` between polls, shuts down the sockets
+    past theirs, which wakes their threads at once — and at most ``max_connections`` are
+    open: one more pushes out the oldest, so slow clients cannot lock the CA out. A broken
+    connection is one DEBUG line, never a traceback.
+    """
+
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], *, ipv6: bool) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        ipv6: bool,
+        max_connections: int = 64,
+        connection_deadline: float = 10.0,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.answers: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -82,6 +102,11 @@ class _ChallengeServer(ThreadingHTTPServer):
         #: the waiters of :meth:`StandaloneSolver.wait_fetched`.
         self.fetched: dict[str, int] = {}
         self.fetched_changed = threading.Condition(self.lock)
+        self.max_connections = max_connections
+        self.connection_deadline = connection_deadline
+        #: Open connections and when each must end (``inf`` once it was shut down).
+        self._open: dict[socket.socket, float] = {}
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -90,13 +115,78 @@ class _ChallengeServer(ThreadingHTTPServer):
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
 
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        assert isinstance(request, socket.socket)  # noqa: S101 - a stream server
+        with self._open_lock:
+            live = [s for s, end in self._open.items() if end != math.inf]
+            if len(live) >= self.max_connections:
+                oldest = min(live, key=self._open.__getitem__)
+                self._open[oldest] = math.inf
+                _drop(oldest)
+                log.debug("http-01 server: %d connections open; dropped the oldest", len(live))
+            self._open[request] = time.monotonic() + self.connection_deadline
+        super().process_request(request, client_address)
+
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.pop(request, None)  # type: ignore[arg-type]
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        now = time.monotonic()
+        with self._open_lock:
+            late = [s for s, end in self._open.items() if end <= now]
+            for sock in late:
+                self._open[sock] = math.inf
+        for sock in late:
+            _drop(sock)
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        exc = sys.exc_info()[1]
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+        log.debug(
+            "http-01 server: connection from %s failed: %s",
+            _peer(client_address),
+            what.translate(_CONTROL_CHARS),
+        )
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            _drop(sock)
+
+
+def _drop(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
+
 
 class StandaloneSolver:
     """Serves ``/.well-known/acme-challenge/<token>`` from a small threaded HTTP server.
 
     The server starts in :meth:`perform` and stops in :meth:`cleanup`; it answers only the
-    tokens in flight and 404 for everything else. ``address`` ``""`` listens on all
-    addresses (IPv6 and IPv4 where the system allows).
+    tokens in flight and 404 for everything else. It is open to the Internet while it runs,
+    so each connection has ``connection_deadline`` seconds in all, at most
+    ``max_connections`` are served at once, and a broken connection is one DEBUG line.
+    ``address`` ``""`` listens on all addresses (IPv6 and IPv4 where the system allows).
 
     One solver can serve several orders at once (``AcmeClient.issue_many``): each
     :meth:`cleanup` withdraws only its own tasks' answers, and the server stops when the
@@ -118,11 +208,24 @@ class StandaloneSolver:
             raise InvalidInput(f"option port={text!r} is not a TCP port")
         return cls(port=int(text), address=options.get("address", ""))
 
-    def __init__(self, port: int = 80, address: str = "") -> None:
+    def __init__(
+        self,
+        port: int = 80,
+        address: str = "",
+        *,
+        max_connections: int = 64,
+        connection_deadline: float = 10.0,
+    ) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is not a TCP port (0-65535)")
+        if max_connections < 1 or not connection_deadline > 0:
+            raise InvalidInput("max_connections must be >= 1 and connection_deadline > 0")
         self.port = port
         self.address = address
+        #: Connections served at once (one more pushes out the oldest), and the seconds
+        #: each may last in all: a stranger cannot hold the server's threads.
+        self.max_connections = max_connections
+        self.connection_deadline = connection_deadline
         self._server: _ChallengeServer | None = None
         self._thread: threading.Thread | None = None
         self._lifecycle = threading.Lock()
@@ -150,10 +253,10 @@ class StandaloneSolver:
         ipv6 = (self.address == "" and socket.has_ipv6) or ":" in self.address
         host = ("::" if ipv6 else "0.0.0.0") if self.address == "" else self.address  # noqa: S104
         try:
-            server = _ChallengeServer((host, self.port), ipv6=ipv6)
+            server = self._server_for(host, ipv6=ipv6)
         except OSError as exc:
             if self.address == "" and ipv6 and exc.errno == errno.EAFNOSUPPORT:
-                server = _ChallengeServer(("0.0.0.0", self.port), ipv6=False)  # noqa: S104
+                server = self._server_for("0.0.0.0", ipv6=False)  # noqa: S104
             elif exc.errno == errno.EADDRINUSE:
                 raise InvalidInput(
                     f"port {self.port} on {self.address or 'all addresses'} is already in use",
@@ -176,6 +279,14 @@ class StandaloneSolver:
         )
         self._thread.start()
         log.debug("http-01 server listening on %s port %d", host, self.bound_port)
+
+    def _server_for(self, host: str, *, ipv6: bool) -> _ChallengeServer:
+        return _ChallengeServer(
+            (host, self.port),
+            ipv6=ipv6,
+            max_connections=self.max_connections,
+            connection_deadline=self.connection_deadline,
+        )
 
     def perform(self, tasks: Sequence[ChallengeTask]) -> None:
         answers = {check_token(t.token): t.key_authorization for t in tasks}
