@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from .errors import InvalidInput, ProtocolError
 from .keys import PrivateKey, b64url
 from .models import Identifier
+from .trust import certificate_problem
 
 __all__ = [
     "certificate_id",
@@ -120,6 +121,10 @@ def split_pem_chain(pem: bytes, *, source: str = "certificate") -> list[x509.Cer
     if len(certs) != pem.count(marker) or _PEM_CERT.sub(b"", pem).strip():
         # RFC 8555 §9.1: nothing but certificates; a cut-off "-----BEGIN CERT" is truncation.
         raise ProtocolError(f"{source}: the PEM chain is truncated or corrupt")
+    for cert in certs:
+        problem = certificate_problem(cert)
+        if problem:
+            raise ProtocolError(f"{source}: the CA sent an invalid certificate: {problem}")
     return certs
 
 

@@ -13,6 +13,7 @@ Nothing here does I/O except reading the CA bundle.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shlex
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from .errors import InvalidInput
 from .names import covering_sans, explain_miss, is_ip, is_wildcard, matches
-from .trust import ChainCheck, ChainVerdict, check_chain, dn, load_ca_bundle
+from .trust import ChainCheck, ChainVerdict, certificate_problem, check_chain, dn, load_ca_bundle
 
 __all__ = [
     "CertSummary",
@@ -61,25 +62,33 @@ class CertSummary:
     key_detail: str
     sha256: str
     is_ca: bool
+    #: Why the certificate cannot be fully read (``trust.certificate_problem``); "" if it can.
+    invalid: str = ""
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate) -> CertSummary:
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            dns = tuple(san.get_values_for_type(x509.DNSName))
-            ips = tuple(ip.compressed for ip in san.get_values_for_type(x509.IPAddress))
-        except x509.ExtensionNotFound:
-            dns, ips = (), ()
-        try:
-            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            is_ca = False
-        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        key_type, key_size, key_detail = _describe_key(cert.public_key())
+        """The summary; a part that does not parse is left empty and named in ``invalid``."""
+        invalid = certificate_problem(cert)
+        dns: tuple[str, ...] = ()
+        ips: tuple[str, ...] = ()
+        is_ca = False
+        cns: list[x509.NameAttribute[str | bytes]] = []
+        key_type, key_size, key_detail = "unknown", 0, ""
+        if not invalid:
+            try:
+                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                dns = tuple(san.get_values_for_type(x509.DNSName))
+                ips = tuple(ip.compressed for ip in san.get_values_for_type(x509.IPAddress))
+            except x509.ExtensionNotFound:
+                pass
+            with contextlib.suppress(x509.ExtensionNotFound):
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            key_type, key_size, key_detail = _describe_key(cert.public_key())
         return cls(
-            subject=dn(cert.subject),
+            subject=_dn_or(cert, "subject"),
             common_name=str(cns[0].value) if cns else "",
-            issuer=dn(cert.issuer),
+            issuer=_dn_or(cert, "issuer"),
             serial=_hex_serial(cert.serial_number),
             dns_sans=dns,
             ip_sans=ips,
@@ -90,10 +99,11 @@ class CertSummary:
             key_detail=key_detail,
             sha256=cert.fingerprint(_SHA256).hex(),
             is_ca=is_ca,
+            invalid=invalid,
         )
 
     def to_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "subject": self.subject,
             "issuer": self.issuer,
             "serial": self.serial,
@@ -104,6 +114,16 @@ class CertSummary:
             "sha256": self.sha256,
             "is_ca": self.is_ca,
         }
+        if self.invalid:
+            doc["invalid"] = self.invalid
+        return doc
+
+
+def _dn_or(cert: x509.Certificate, which: str) -> str:
+    try:
+        return dn(cert.subject if which == "subject" else cert.issuer)
+    except ValueError:
+        return f"(a {which} that cannot be parsed)"
 
 
 def _hex_serial(number: int) -> str:
@@ -194,8 +214,8 @@ class Report:
     def problems(self) -> tuple[str, ...]:
         """``name-mismatch``, ``validity``, ``trust``: the failures, in that order."""
         found = []
-        if not self.name_check.matched:
-            found.append("name-mismatch")
+        if not self.name_check.matched and not self.leaf.invalid:
+            found.append("name-mismatch")  # unknowable when the leaf's names do not parse
         time_verdicts = (ChainVerdict.EXPIRED, ChainVerdict.NOT_YET_VALID)
         if not self.validity.ok or self.chain_check.verdict in time_verdicts:
             found.append("validity")
@@ -278,6 +298,16 @@ def check_name(leaf: CertSummary, name: str) -> NameCheck:
     """RFC 9525 §6.3 against the SANs of the right type; the subject CN is never used."""
     ip = is_ip(name)
     exact, wildcard = covering_sans(name)
+    if leaf.invalid:
+        return NameCheck(
+            name=exact,
+            requested=name.strip(),
+            matched=False,
+            matched_by=None,
+            near_misses=(),
+            fixing_sans=(exact,) if wildcard is None else (exact, wildcard),
+            note=f"cannot tell: the certificate is invalid, {leaf.invalid}",
+        )
     sans = leaf.ip_sans if ip else leaf.dns_sans
     winner = next((s for s in sans if matches(exact, s)), None)
     requested = name.strip()

@@ -22,19 +22,26 @@ import os
 import re
 import ssl
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
 from .errors import InvalidInput
 
-__all__ = ["ChainCheck", "ChainVerdict", "check_chain", "dn", "load_ca_bundle"]
+__all__ = [
+    "ChainCheck",
+    "ChainVerdict",
+    "certificate_problem",
+    "check_chain",
+    "dn",
+    "load_ca_bundle",
+]
 
 _MAX_DEPTH = 8
 _SHA256 = hashes.SHA256()
@@ -122,7 +129,19 @@ def check_chain(
     *,
     now: dt.datetime,
 ) -> ChainCheck:
-    """The chain verdict for ``chain`` (leaf first) against ``anchors``; see the module doc."""
+    """The chain verdict for ``chain`` (leaf first) against ``anchors``; see the module doc.
+
+    A certificate cryptography cannot fully parse (a malformed extension, an unknown key) is
+    the verdict ``invalid``, never an exception.
+    """
+    for position, cert in enumerate(chain):
+        problem = certificate_problem(cert)
+        if problem:
+            where = "" if position == 0 else f" in its chain (number {position + 1})"
+            return ChainCheck(
+                verdict=ChainVerdict.INVALID,
+                detail=f"the server presents an invalid certificate{where}: {problem}",
+            )
     leaf, sent = chain[0], list(chain[1:])
     anchor_ders = {c.fingerprint(_SHA256) for c in anchors}
     if leaf.fingerprint(_SHA256) in anchor_ders:
@@ -255,6 +274,26 @@ def _find_issuer(
 
 def _self_signed(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer and _find_issuer(cert, [cert]) is not None
+
+
+def certificate_problem(cert: x509.Certificate) -> str:
+    """Why ``cert`` cannot be judged — its extensions, names or key do not parse; "" if fine.
+
+    cryptography parses these lazily, so a certificate that loaded may still raise here.
+    """
+    parts: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("its extensions", lambda: cert.extensions),
+        ("its subject", lambda: dn(cert.subject)),
+        ("its issuer", lambda: dn(cert.issuer)),
+        ("its public key", cert.public_key),
+    )
+    for what, parse in parts:
+        try:
+            parse()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            return f"{what} cannot be parsed ({reason})"
+    return ""
 
 
 def dn(name: x509.Name) -> str:

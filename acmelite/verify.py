@@ -30,7 +30,7 @@ from .diagnose import CertSummary, check_name
 from .errors import InvalidInput, NetworkError
 from .names import covering_sans, is_ip, is_wildcard
 from .tlsprobe import DEFAULT_PORT, fetch_chain
-from .trust import ChainCheck, check_chain, load_ca_bundle
+from .trust import ChainCheck, certificate_problem, check_chain, load_ca_bundle
 
 __all__ = [
     "NameVerification",
@@ -179,7 +179,9 @@ class _Expected:
         self.spki = _spki(cert)
 
     def is_served_by(self, leaf: x509.Certificate) -> bool:
-        return leaf.serial_number == self.cert.serial_number and _spki(leaf) == self.spki
+        if leaf.serial_number != self.cert.serial_number or certificate_problem(leaf):
+            return False
+        return _spki(leaf) == self.spki
 
 
 def _spki(cert: x509.Certificate) -> bytes:
@@ -257,6 +259,13 @@ def _attempt(
     except NetworkError as exc:
         return _Verdict(status=VerifyStatus.UNREACHABLE, detail=str(exc))
     served = CertSummary.from_certificate(chain[0])
+    if served.invalid:
+        return _Verdict(
+            status=VerifyStatus.STALE,
+            detail=f"the server presents an invalid certificate: {served.invalid} (the new"
+            f" certificate is serial {expected.summary.serial})",
+            served=served,
+        )
     if not expected.is_served_by(chain[0]):
         since = served.not_before.strftime("%Y-%m-%d %H:%M UTC")
         return _Verdict(

@@ -219,6 +219,8 @@ def render(report: Report, target: dict[str, object], code: int) -> str:
         lines = [f"Checking {shown} at {at} (SNI {sni or 'none'})", ""]
     leaf = report.leaf
     key = f"{leaf.key_type} {leaf.key_size}" + (f" ({leaf.key_detail})" if leaf.key_detail else "")
+    if leaf.invalid:
+        key = "(unreadable)"
     span = f"{_when(leaf.not_before)} to {_when(leaf.not_after)}"
     lines += [
         "Certificate",
@@ -236,6 +238,8 @@ def render(report: Report, target: dict[str, object], code: int) -> str:
     lines.append("")
     if check.matched:
         lines.append(f"Name      ok    {check.matched_by} covers {check.name}")
+    elif leaf.invalid:
+        lines.append(f"Name      ?     {check.note}")
     else:
         lines.append(f"Name      FAIL  no SAN covers {check.name}")
         lines += [f"                why not: {m.reason}" for m in check.near_misses]

@@ -9,25 +9,35 @@ to the operator's terminal.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.http01 import ACME_CHALLENGE_PATH, StandaloneSolver
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
+from acmelite.verify import VerifyStatus, verify_deployment
 from tests.reliability import Ledger
 from tests.support import issue_argv, run_cli_subprocess
 
 TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+NOW = dt.datetime.now(dt.timezone.utc)
 #: StandaloneSolver's default cap on connections served at once.
 MAX_CONNECTIONS = 64
 
@@ -110,13 +120,16 @@ def test_resetting_clients_cause_no_traceback_only_one_debug_line_each(
         library.removeHandler(caplog.handler)
     err = capfd.readouterr().err
     failures = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    # An in-process CLI run earlier may have left its handler on "acmelite": its one-line
+    # records may reach stderr, socketserver's tracebacks must not.
+    raw = [line for line in err.splitlines() if line and "http-01 server:" not in line]
     ledger.record(
         "30 clients reset the connection mid-request",
         bad_inputs=30,
-        failed_cleanly=int(not err),
+        failed_cleanly=int(not raw),
         message=failures[0] if failures else "",
     )
-    assert err == "", f"the server wrote to stderr:\n{err[:2000]}"
+    assert raw == [], f"the server wrote to stderr:\n{err[:2000]}"
     assert failures, "a broken connection is logged at DEBUG"
     for message in failures:
         assert "\n" not in message and message.startswith("http-01 server: connection from")
@@ -222,3 +235,173 @@ def test_an_issue_with_scanners_on_port_80_prints_no_traceback(
     assert len(resets) >= 10, "the scanner reached the server"
     assert "Traceback" not in result.err
     assert len(result.err.splitlines()) < 15, result.err
+
+
+# -- finding 8: a malformed certificate is a verdict, never a traceback -------------------------
+
+
+def _cert(
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    ca: bool = False,
+    broken: bool = False,
+) -> x509.Certificate:
+    """A certificate; ``broken`` adds an SCT-list extension that is not DER (cryptography
+    refuses it when the extensions are read; OpenSSL still serves it)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), False)
+    if broken:
+        sct = ExtensionOID.PRECERT_SIGNED_CERTIFICATE_TIMESTAMPS
+        builder = builder.add_extension(x509.UnrecognizedExtension(sct, b"\x30\x03\x82\x01"), False)
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+class TlsEndpoint:
+    """Python's ssl in a thread on 127.0.0.1, presenting ``chain`` (leaf first)."""
+
+    def __init__(
+        self, directory: Path, chain: list[x509.Certificate], key: ec.EllipticCurvePrivateKey
+    ):
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+        (directory / "chain.pem").write_bytes(pem)
+        (directory / "key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(directory / "chain.pem", directory / "key.pem")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = int(self.listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True):
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@dataclass
+class Pki:
+    root: x509.Certificate
+    root_key: ec.EllipticCurvePrivateKey
+    bundle: Path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    key = ec.generate_private_key(ec.SECP256R1())
+    root = _cert("Probed Test Root", key, ca=True)
+    bundle = tmp_path_factory.mktemp("probed-pki") / "root.pem"
+    bundle.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    return Pki(root, key, bundle)
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[Callable[..., TlsEndpoint]]:
+    started: list[TlsEndpoint] = []
+
+    def start(chain: list[x509.Certificate], key: ec.EllipticCurvePrivateKey) -> TlsEndpoint:
+        started.append(TlsEndpoint(tmp_path, chain, key))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            running.close()
+
+
+@pytest.mark.parametrize("where", ["leaf", "intermediate"])
+@pytest.mark.parametrize("how", ["live", "--cert"])
+def test_check_judges_a_malformed_certificate(
+    pki: Pki,
+    endpoint: Callable[..., TlsEndpoint],
+    tmp_path: Path,
+    where: str,
+    how: str,
+    ledger: Ledger,
+) -> None:
+    inter_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    inter = _cert("Probed Intermediate", inter_key, issuer=(pki.root, pki.root_key), ca=True,
+                  broken=where == "intermediate")  # fmt: skip
+    leaf = _cert("bad.acmelite.test", leaf_key, issuer=(inter, inter_key), broken=where == "leaf")
+    served = endpoint([leaf, inter], leaf_key)
+    argv = ["check", "--name", "bad.acmelite.test", "--ca-bundle", str(pki.bundle)]
+    if how == "live":
+        argv.insert(1, f"127.0.0.1:{served.port}")
+    else:
+        argv += ["--cert", str(tmp_path / "chain.pem")]
+    result = run_cli_subprocess(argv)
+    ledger.record(
+        f"check ({how}): {where} with a malformed extension",
+        bad_inputs=1,
+        failed_cleanly=int(result.code == 12 and "Traceback" not in result.err),
+    )
+    assert "Traceback" not in result.err, result.err
+    assert result.code == 12, result.out + result.err
+    number = "" if where == "leaf" else " in its chain (number 2)"
+    assert f"the server presents an invalid certificate{number}: its extensions" in result.out
+    assert "Result: untrusted chain (exit 12)" in result.out
+
+
+def test_verify_judges_a_malformed_certificate(
+    pki: Pki, endpoint: Callable[..., TlsEndpoint], ledger: Ledger
+) -> None:
+    """The endpoint serves a malformed leaf instead of the new certificate; then the new one
+    with a malformed intermediate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    new = _cert("bad.acmelite.test", key, issuer=(pki.root, pki.root_key))
+    bad = endpoint([_cert("bad.acmelite.test", key, broken=True)], key)
+    report = verify_deployment(
+        new, ["bad.acmelite.test"], "127.0.0.1", bad.port, ca_bundle=[pki.root], timeout=0
+    )
+    (result,) = report.results
+    assert not report.ok and result.status is VerifyStatus.STALE
+    assert result.detail.startswith("the server presents an invalid certificate: its extensions")
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter = _cert("Probed Intermediate", inter_key, issuer=(pki.root, pki.root_key), ca=True,
+                  broken=True)  # fmt: skip
+    leaf = _cert("bad.acmelite.test", key, issuer=(inter, inter_key))
+    served = endpoint([leaf, inter], key)
+    report = verify_deployment(
+        leaf, ["bad.acmelite.test"], "127.0.0.1", served.port, ca_bundle=[pki.root], timeout=0
+    )
+    (result,) = report.results
+    ledger.record("verify: malformed leaf, then malformed intermediate", bad_inputs=2,
+                  failed_cleanly=2)  # fmt: skip
+    assert result.status is VerifyStatus.UNTRUSTED
+    assert "invalid certificate in its chain (number 2)" in result.detail
