@@ -7,9 +7,13 @@
 * :func:`nameservers` — the zone's NS set and their addresses (glue first).
 
 Names are absolute, lower-case text with the trailing dot (``_acme-challenge.example.test.``).
+Every CNAME target must be a host name (:func:`check_hostname`): a DNS answer is not trusted
+to be one, and the name ends up in a hook's argv and environment.
 """
 
 from __future__ import annotations
+
+import re
 
 import dns.flags
 import dns.message
@@ -20,9 +24,44 @@ import dns.rrset
 from ..errors import DnsQueryError
 from .query import Lookup, Server
 
-__all__ = ["MAX_CNAME_HOPS", "absolute", "find_zone", "follow_cname", "in_zone", "nameservers"]
+__all__ = [
+    "MAX_CNAME_HOPS",
+    "absolute",
+    "check_hostname",
+    "find_zone",
+    "follow_cname",
+    "in_zone",
+    "nameservers",
+]
 
 MAX_CNAME_HOPS = 8
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_SERVICE_LABEL = re.compile(r"_[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+
+
+def check_hostname(name: str, *, wildcard: bool = False) -> str | None:
+    """Why ``name`` is not an LDH host name, or None when it is one.
+
+    RFC 952/1123 host names: labels of letters, digits and hyphens (not at either end), at
+    most 63 characters, 253 in all, the trailing dot optional. Leading labels may start with
+    ``_`` (``_acme-challenge``, RFC 8552); with ``wildcard``, the first label may be ``*``.
+    A-labels (``xn--...``) are LDH; a name with a backslash escape, a quote, a backtick or a
+    space never is.
+    """
+    text = name[:-1] if name.endswith(".") else name
+    labels = text.split(".")
+    if not text or len(text) > 253:
+        return "not 1 to 253 characters long"
+    if wildcard and labels[0] == "*":
+        labels = labels[1:]
+    leading = True
+    for label in labels:
+        if leading and _SERVICE_LABEL.fullmatch(label):
+            continue
+        leading = False
+        if not _LDH_LABEL.fullmatch(label):
+            return f"the label {label!r} is not letters, digits and inner hyphens"
+    return None
 
 
 def absolute(name: str) -> str:
@@ -53,6 +92,9 @@ def follow_cname(lookup: Lookup, name: str, *, max_hops: int = MAX_CNAME_HOPS) -
                 target = rrset[0].target.to_text().lower()
         if target is None:
             return current
+        why = check_hostname(target)
+        if why is not None:
+            raise QueryError(f"{current} is a CNAME to {target!r}, which is not a host name: {why}")
         if target in seen:
             raise DnsQueryError("CNAME loop: " + " -> ".join([*seen, target]))
         seen.append(target)

@@ -20,6 +20,9 @@ different zones run at the same time. A hook must *add* its value and, at cleanu
 only its value; ``cleanup`` runs for every value whose ``present`` was started, so it must
 tolerate a value that is not there. A non-zero exit fails the names of that value (in batch
 mode: of the zone) with the hook's standard error in the message.
+Every name is checked to be a host name first (letters, digits, hyphens, leading ``_``
+labels): the record, its zone and the identifier came from the CA or from DNS answers, and
+go into the hook's arguments, environment and standard input.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import ClassVar
 import dns.exception
 
 from .._hookenv import hook_environ
-from ..challenges import SolverOption
+from ..challenges import ChallengeTask, SolverOption
 from ..dns.challenge import (
     PROPAGATION_OPTIONS,
     DnsChallengeSolver,
@@ -45,7 +48,7 @@ from ..dns.challenge import (
 )
 from ..dns.propagation import PropagationSettings
 from ..dns.query import Lookup
-from ..dns.zone import absolute, in_zone
+from ..dns.zone import absolute, check_hostname, in_zone
 from ..dns.zonelock import zone_lock
 from ..errors import DnsQueryError, InvalidInput, SolverError
 
@@ -153,6 +156,11 @@ class HookSolver(DnsChallengeSolver):
             log.warning("no DNS zone found for %s (%s); ACMELITE_DNS_ZONE is empty", name, exc)
             return ""
 
+    def _plan(self, tasks: Sequence[ChallengeTask]) -> list[TxtRecord]:
+        records = super()._plan(tasks)
+        _check_names(records)  # before anything is remembered, so cleanup runs nothing either
+        return records
+
     def _publish(self, records: Sequence[TxtRecord]) -> None:
         self._run_all("present", records)
 
@@ -244,6 +252,22 @@ class HookSolver(DnsChallengeSolver):
             else f"exit status {done.returncode}"
         )
         return f"{what} failed ({status}): {output}"
+
+
+def _check_names(records: Sequence[TxtRecord]) -> None:
+    """Every name a hook gets must be a host name: it comes from the CA or a DNS answer, and
+    goes into argv and the environment of a command that may hand it to a shell."""
+    for record in records:
+        names = [(record.name, False), (record.identifier, True)]
+        if record.zone:
+            names.append((record.zone, False))
+        for name, wildcard in names:
+            why = check_hostname(name, wildcard=wildcard)
+            if why is not None:
+                raise SolverError(
+                    f"refusing to run the DNS hook for {name!r}: not a host name ({why})",
+                    identifiers=[record.identifier],
+                )
 
 
 def _trim(output: bytes) -> str:

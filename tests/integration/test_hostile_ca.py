@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import socket
 import sys
 import threading
@@ -17,15 +18,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
 import pytest
 
 from acmelite.client import MAX_POLL_WAIT, AcmeClient
-from acmelite.errors import ProtocolError
+from acmelite.dns.propagation import PropagationSettings
+from acmelite.dns.zone import check_hostname
+from acmelite.errors import ProtocolError, SolverError
 from acmelite.keys import AccountKey
+from acmelite.models import Challenge, Identifier
+from acmelite.solvers.base import ChallengeTask
+from acmelite.solvers.hook import HookSolver
 from acmelite.solvers.http01 import StandaloneSolver
+from acmelite.testing.bind import BindNotFound, BindServer
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
 from acmelite.transport import MAX_RETRY_AFTER, Transport, parse_retry_after
+from tests.conftest import unavailable
 from tests.reliability import Ledger
 from tests.support import CliResult, issue_argv, run_cli, run_cli_subprocess
 
@@ -423,3 +432,109 @@ def test_server_on_plain_http_needs_insecure(
     ledger.record("--server http://", bad_inputs=1, failed_cleanly=1, message=line)
     assert f"--server {url} is plain HTTP" in line and "--insecure" in line, line
     assert sink.connections == 0
+
+
+# -- finding 10: names from DNS answers and from the CA reach a hook only as host names ---------
+
+#: CNAME targets a hostile zone (or a spoofed answer) could send; dnspython leaves backticks
+#: and pipes as they are.
+HOSTILE_CNAMES = {
+    "backtick": "x`touch${IFS}/tmp/pwned`|y.acme-dns.test.",
+    "quote": 'a\\"b$\\(id\\).acme-dns.test.',
+    "escape": "a\\027[2Jb.acme-dns.test.",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_dns() -> Iterator[BindServer]:
+    records = [
+        f"_acme-challenge.{case}.example.test. CNAME {target}"
+        for case, target in HOSTILE_CNAMES.items()
+    ]
+    server = BindServer(records=records)
+    try:
+        server.start()
+    except BindNotFound as exc:
+        unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _recording_hook(tmp_path: Path) -> tuple[list[str], Path]:
+    record = tmp_path / "hook-argv.jsonl"
+    script = (
+        "import json, os, sys\n"
+        f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    return [sys.executable, "-c", script], record
+
+
+def _dns_task(name: str) -> ChallengeTask:
+    token = secrets.token_urlsafe(32)
+    return ChallengeTask(
+        identifier=Identifier(type="dns", value=name),
+        challenge=Challenge(
+            type="dns-01", url="https://ca.test/c/1", status="pending", token=token
+        ),
+        key_authorization=f"{token}.{secrets.token_urlsafe(32)}",
+    )
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_CNAMES))
+def test_a_hostile_cname_target_never_reaches_the_hook(
+    hostile_dns: BindServer, tmp_path: Path, case: str, ledger: Ledger
+) -> None:
+    command, record = _recording_hook(tmp_path)
+    solver = HookSolver(command, propagation=PropagationSettings(resolver=hostile_dns.address))
+    task = _dns_task(f"{case}.example.test")
+    with pytest.raises(SolverError) as caught:
+        solver.perform([task])
+    solver.cleanup([task])
+    ran = record.read_text().splitlines() if record.exists() else []
+    ledger.record(
+        f"CNAME target with {case} characters",
+        bad_inputs=1,
+        failed_cleanly=int(not ran),
+        data_lost=len(ran),
+        message=str(caught.value),
+    )
+    assert ran == [], "the hook ran with the hostile name"
+    assert f"_acme-challenge.{case}.example.test. is a CNAME to" in str(caught.value)
+    assert "which is not a host name" in str(caught.value)
+    assert caught.value.identifiers == (f"{case}.example.test",)
+
+
+@pytest.mark.parametrize(
+    "name", ["a`id`.example.test", "a|b.example.test", "a b.example.test", "a\x1b[2J.example.test"]
+)
+def test_an_identifier_from_the_ca_reaches_the_hook_only_as_a_host_name(
+    tmp_path: Path, name: str, ledger: Ledger
+) -> None:
+    """The name in ACMELITE_DNS_IDENTIFIER and the record come from the CA's authorization."""
+    command, record = _recording_hook(tmp_path)
+    settings = PropagationSettings(timeout=0, resolver="127.0.0.1:9")
+    solver = HookSolver(command, propagation=settings)
+    solver._lookup = _NoCname  # type: ignore[method-assign]
+    task = _dns_task(name)
+    with pytest.raises(SolverError, match="refusing to run the DNS hook"):
+        solver.perform([task])
+    solver.cleanup([task])
+    ledger.record(f"identifier {name!r} from the CA", bad_inputs=1, failed_cleanly=1)
+    assert not record.exists()
+
+
+class _NoCname:
+    """A lookup with no CNAME anywhere, for names no DNS server would take."""
+
+    def ask(self, name: str, rdtype: object) -> dns.message.Message:
+        return dns.message.make_response(dns.message.make_query("example.test.", "CNAME"))
+
+
+def test_host_names_that_are_fine_pass(hostile_dns: BindServer) -> None:
+    for name in ("_acme-challenge.example.test.", "xn--bcher-kva.example.test", "a-1.b2.test"):
+        assert check_hostname(name) is None, name
+    assert check_hostname("*.example.test", wildcard=True) is None
+    assert check_hostname("*.example.test") is not None
+    assert check_hostname("a._b.example.test") is not None, "_ only in leading labels"
