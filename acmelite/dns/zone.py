@@ -94,7 +94,9 @@ def follow_cname(lookup: Lookup, name: str, *, max_hops: int = MAX_CNAME_HOPS) -
             return current
         why = check_hostname(target)
         if why is not None:
-            raise QueryError(f"{current} is a CNAME to {target!r}, which is not a host name: {why}")
+            raise DnsQueryError(
+                f"{current} is a CNAME to {target!r}, which is not a host name: {why}"
+            )
         if target in seen:
             raise DnsQueryError("CNAME loop: " + " -> ".join([*seen, target]))
         seen.append(target)

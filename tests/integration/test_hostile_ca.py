@@ -21,19 +21,19 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from acmelite.client import MAX_POLL_WAIT, AcmeClient
+from acmelite.challenges import ChallengeTask
+from acmelite.client import AcmeClient
 from acmelite.dns.propagation import PropagationSettings
 from acmelite.dns.zone import check_hostname
 from acmelite.errors import ProtocolError, SolverError
 from acmelite.keys import AccountKey
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.hook import HookSolver
 from acmelite.solvers.http01 import StandaloneSolver
 from acmelite.testing.bind import BindNotFound, BindServer
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
-from acmelite.transport import MAX_RETRY_AFTER, Transport, parse_retry_after
+from acmelite.transport import MAX_POLL_WAIT, MAX_RETRY_AFTER, Transport, parse_retry_after
 from tests.conftest import unavailable
 from tests.reliability import Ledger
 from tests.support import CliResult, issue_argv, run_cli, run_cli_subprocess
@@ -424,12 +424,13 @@ def test_server_on_plain_http_needs_insecure(
     url = sink.url("/dir", scheme="http")
     argv = ["account", "register", "--server", url, "--account-key", str(tmp_path / "k"), "-q"]
     result = run_cli([*argv, "--insecure"] if insecure else argv, capsys)
-    assert result.code == 1
     if insecure:
+        assert result.code == 1, "the sink is no CA"
         assert sink.connections >= 1, "with --insecure the plain-HTTP test CA is asked"
         return
     line = _one_error_line(result)
     ledger.record("--server http://", bad_inputs=1, failed_cleanly=1, message=line)
+    assert result.code == 2, "a usage error"
     assert f"--server {url} is plain HTTP" in line and "--insecure" in line, line
     assert sink.connections == 0
 

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from acmelite.solvers.base import ChallengeTask
 
+from acmelite.challenges import ChallengeTask
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.http01 import WebrootSolver
 from acmelite.storage import write_output_dir
 from acmelite.testing.pebble import Pebble
 from tests.reliability import Ledger
-from tests.support import issue_argv, key_matches_cert, run_cli, serve_directory
+from tests.support import issue_argv, key_matches_cert, run_cli, serve_directory, without_http
 
 NAME = "local.acmelite.test"
 NOBODY = pwd.getpwnam("nobody")
@@ -175,7 +176,7 @@ def test_a_symlinked_webroot_component_is_refused(
     planted.parent.mkdir(exist_ok=True)
     planted.symlink_to(victim)
     _give_to_nobody(webroot, planted.parent, planted)
-    argv = [*issue_argv(pebble, tmp_path, NAME), "--webroot", str(webroot), "-q"]
+    argv = [*without_http(issue_argv(pebble, tmp_path, NAME)), "--webroot", str(webroot), "-q"]
     with serve_directory(webroot, pebble.http_port):
         result = run_cli(argv, capsys)
     touched = sorted(str(p.relative_to(victim)) for p in victim.rglob("*"))

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from acmelite.challenges import ChallengeTask
 from acmelite.models import Challenge, Identifier
-from acmelite.solvers.base import ChallengeTask
 from acmelite.solvers.http01 import ACME_CHALLENGE_PATH, StandaloneSolver
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "acmelite.challenges",
         "acmelite.renewal",
         "acmelite.persist",
+        "acmelite.origin",
     ),
     ("acmelite.validation",),
     ("acmelite.jws", "acmelite.csr", "acmelite.trust", "acmelite.tlsprobe"),
