@@ -40,7 +40,7 @@ from pathlib import Path
 from cryptography import x509
 
 from .client import CertificateBundle, ExternalAccountBinding
-from .config import CertificateConfig, load_config, save_config
+from .config import CONFIG_FILE, CertificateConfig, load_config, save_config
 from .constants import serial_hex
 from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
@@ -66,7 +66,7 @@ from .renewal import (
     shares_a_name,
     window_json,
 )
-from .storage import OutputLock, atomic_write, check_output_dir
+from .storage import OutputLock, atomic_write, check_output_dir, check_trusted
 
 __all__ = [
     "STATE_FILE",
@@ -254,10 +254,19 @@ class ManagedCertificate:
         environ: Mapping[str, str] | None = None,
         insecure: bool = False,
         default_account_key: str = "",
+        tree_root: str | os.PathLike[str] | None = None,
     ) -> ManagedCertificate:
         """The certificate directory at ``path``; :class:`InvalidInput` if it has no
         readable ``renewal.json``. ``default_account_key`` stands in for the key path of
-        a 0.1.0 ``renewal.json`` that stored none."""
+        a 0.1.0 ``renewal.json`` that stored none.
+
+        ``renewal.json`` is executable configuration (its hooks run as this process), so
+        it and ``.renewal-state.json``, ``path`` and every directory up to ``tree_root``
+        (the root of a tree being walked, if any) must belong to this user or root and be
+        writable by nobody else; otherwise :class:`InvalidInput` (code
+        ``untrusted-config``) names the offending file, its owner and its mode
+        (:func:`acmelite.storage.check_trusted`)."""
+        check_trusted(path, files=(CONFIG_FILE, STATE_FILE), up_to=tree_root)
         return cls(
             path, load_config(path, account_key=default_account_key), environ=environ,
             insecure=insecure,

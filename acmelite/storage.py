@@ -21,8 +21,9 @@ import errno
 import fcntl
 import os
 import pwd
+import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import AcmeliteError, DirectoryLocked, InvalidInput
@@ -35,6 +36,7 @@ __all__ = [
     "atomic_write",
     "check_output_dir",
     "check_owner",
+    "check_trusted",
     "ensure_dir",
     "ensure_private_dir",
     "write_output_dir",
@@ -124,6 +126,49 @@ def check_owner(path: Path) -> None:
             f"{path} belongs to {describe_owner(info.st_uid)}, not to"
             f" {describe_owner(os.geteuid())} who runs acmelite: refusing to keep keys in a"
             " directory another user controls"
+        )
+
+
+def check_trusted(
+    directory: str | os.PathLike[str],
+    *,
+    files: Sequence[str] = (),
+    up_to: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse configuration that another local user could have written.
+
+    ``renewal.json`` is executable configuration — its hooks run as whoever runs acmelite,
+    usually root — so it is used only when nobody else could have written it or swapped the
+    directory it is in: the ``files`` of ``directory`` that exist, ``directory`` itself, and
+    every directory above it up to ``up_to`` (the tree root of ``renew --all-under``,
+    included) must be owned by the running user or root and not writable by group or
+    others. Raises :class:`InvalidInput` (code ``untrusted-config``) naming the first path
+    that is not, its owner and its mode.
+    """
+    here = Path(os.path.abspath(directory))
+    paths = [here / name for name in files if os.path.lexists(here / name)]
+    paths.append(here)
+    if up_to is not None:
+        top = Path(os.path.abspath(up_to))
+        if top != here and top not in here.parents:
+            raise ValueError(f"{here} is not below {top}")
+        paths += [p for p in here.parents if p == top or top in p.parents]
+    me = os.geteuid()
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise InvalidInput(f"cannot inspect {path}: {exc.strerror}") from None
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_uid in (me, 0) and not mode & 0o022:
+            continue
+        why = "is writable by others" if info.st_uid in (me, 0) else "belongs to another user"
+        raise InvalidInput(
+            f"{path} {why} (owner {describe_owner(info.st_uid)}, mode {mode:04o}): refusing"
+            f" the configuration in {here}, which runs commands as"
+            f" {describe_owner(me)}; only files and directories of that user or root,"
+            " writable by nobody else, are used",
+            code="untrusted-config",
         )
 
 

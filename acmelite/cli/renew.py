@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"no certificates under {roots} yet")
         return EXIT_OK
-    results = [_renew_dir(d, args) for d in dirs]
+    results = [_renew_dir(d, root, args) for d, root in dirs.items()]
     # A renewal whose cleanup failed is renewed, with an error: the run says so (exit 1).
     failed = any(r.status == "failed" or r.error is not None for r in results)
     if args.json:
@@ -140,26 +140,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_RENEWED if any(r.status == "renewed" for r in results) else EXIT_OK
 
 
-def _directories(dirs: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
+def _directories(dirs: Sequence[Path], roots: Sequence[Path]) -> dict[Path, Path | None]:
+    """Each directory to renew, with the ``--all-under`` root it was found below (None for
+    a DIR named on the command line): everything up to that root must be trusted."""
     from ..config import CONFIG_FILE
 
-    found = [Path(os.path.abspath(d)) for d in dirs]
+    found: dict[Path, Path | None] = {Path(os.path.abspath(d)): None for d in dirs}
     for root in roots:
-        for here, subdirs, files in os.walk(root):
+        top = Path(os.path.abspath(root))
+        for here, subdirs, files in os.walk(top):
             subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
             if CONFIG_FILE in files:
-                found.append(Path(os.path.abspath(here)))
-    return list(dict.fromkeys(found))
+                found.setdefault(Path(here), top)
+    return found
 
 
-def _renew_dir(path: Path, args: argparse.Namespace) -> RenewalResult:
+def _renew_dir(path: Path, root: Path | None, args: argparse.Namespace) -> RenewalResult:
     from ..errors import AcmeliteError
     from ..managed import ManagedCertificate, RenewalResult
     from .common import default_account_key
     from .hints import message
 
     try:
-        cert = ManagedCertificate.open(path, default_account_key=str(default_account_key()))
+        cert = ManagedCertificate.open(
+            path, default_account_key=str(default_account_key()), tree_root=root
+        )
     except AcmeliteError as exc:
         log.error("%s: %s", path, message(exc, args))
         return RenewalResult(path=path, status="failed", reason=str(exc), error=exc)

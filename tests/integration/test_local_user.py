@@ -8,8 +8,10 @@ checks that it refused, with one line, and touched nothing the attacker pointed 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -19,9 +21,10 @@ import pytest
 from acmelite.solvers.base import ChallengeTask
 
 from acmelite.challenges import ChallengeTask
+from acmelite.errors import InvalidInput
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.http01 import WebrootSolver
-from acmelite.storage import write_output_dir
+from acmelite.storage import check_trusted, write_output_dir
 from acmelite.testing.pebble import Pebble
 from tests.reliability import Ledger
 from tests.support import issue_argv, key_matches_cert, run_cli, serve_directory, without_http
@@ -257,3 +260,96 @@ def _read_as_nobody(path: Path) -> str:
             os.chmod(parent, _mode(parent) & ~0o001)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+# -- finding 1: renewal.json is executable configuration -----------------------------------------
+
+#: How the planted directory is set up, as the attacker could: (what, which paths to chown to
+#: nobody, which to make writable by others), relative to the tree.
+PLANTS = {
+    "a certificate directory owned by nobody": (("evil", "evil/renewal.json",
+                                                 "evil/.renewal-state.json", "evil/cert.pem"), ()),
+    "renewal.json owned by nobody": (("evil/renewal.json",), ()),
+    "renewal.json writable by others": ((), ("evil/renewal.json",)),
+    ".renewal-state.json owned by nobody": (("evil/.renewal-state.json",), ()),
+    "a certificate directory writable by others": ((), ("evil",)),
+    "a directory above it owned by nobody": (("team",), ()),
+}  # fmt: skip
+
+
+def _plant(good: Path, evil: Path, marker: Path) -> None:
+    """A certificate directory whose deploy hook is pending: the next renew runs it first."""
+    evil.mkdir(parents=True, mode=0o700)
+    config = json.loads((good / "renewal.json").read_text())
+    config["deploy_hook"] = f"touch {marker}"
+    (evil / "renewal.json").write_text(json.dumps(config))
+    (evil / ".renewal-state.json").write_text(json.dumps({"version": 1, "deploy_pending": True}))
+    (evil / "cert.pem").write_bytes((good / "cert.pem").read_bytes())
+    for path in (evil / "renewal.json", evil / ".renewal-state.json", evil / "cert.pem"):
+        path.chmod(0o600)
+
+
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_renew_refuses_configuration_another_user_could_write(
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    plant: str,
+    ledger: Ledger,
+) -> None:
+    """root renews a tree with --all-under; a local user planted a directory in it whose
+    renewal.json has a deploy hook, pending since "the last renewal"."""
+    tree = tmp_path / "certs"
+    tree.mkdir(mode=0o755)
+    assert run_cli([*issue_argv(pebble, tmp_path, NAME, out="certs/good"), "-q"], capsys).code == 0
+    good = tree / "good"
+    parent = tree / "team" if "above" in plant else tree
+    parent.mkdir(exist_ok=True, mode=0o755)
+    evil, marker = parent / "evil", tmp_path / "pwned"
+    _plant(good, evil, marker)
+    chowned, opened = PLANTS[plant]
+    _give_to_nobody(*(tree / p if p == "team" else parent / p for p in chowned))
+    for name in opened:
+        path = parent / name
+        path.chmod(_mode(path) | 0o022 | (0o755 if path.is_dir() else 0o644))
+    result = run_cli(["renew", "--all-under", str(tree)], capsys)
+    lines = result.out.splitlines()
+    evil_lines = [line for line in lines if line.startswith(f"{evil}:")]
+    ledger.record(
+        f"renew --all-under: {plant}",
+        bad_inputs=1,
+        failed_cleanly=int(not marker.exists()),
+        data_lost=int(marker.exists()),
+        message=evil_lines[0] if evil_lines else "",
+    )
+    assert not marker.exists(), "root ran the planted deploy hook"
+    assert len(evil_lines) == 1, result.out
+    assert "refusing the configuration in" in evil_lines[0], evil_lines[0]
+    assert "owner nobody (uid 65534)" in evil_lines[0] or "mode 0" in evil_lines[0]
+    assert re.search(r"mode 0[0-7]{3}", evil_lines[0]), evil_lines[0]
+    assert any(line.startswith(f"{good}: not-due") for line in lines), result.out
+    assert result.code == 1
+
+
+def test_a_refused_directory_named_on_the_command_line(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli([*issue_argv(pebble, tmp_path, NAME, out="good"), "-q"], capsys).code == 0
+    evil, marker = tmp_path / "evil", tmp_path / "pwned"
+    _plant(tmp_path / "good", evil, marker)
+    _give_to_nobody(evil / "renewal.json")
+    result = run_cli(["renew", str(evil), str(tmp_path / "good")], capsys)
+    assert not marker.exists()
+    assert f"{evil / 'renewal.json'} belongs to another user (owner nobody" in result.out
+    assert f"{tmp_path / 'good'}: not-due" in result.out
+
+
+def test_check_trusted_accepts_root_and_the_running_user(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "renewal.json").write_text("{}")
+    check_trusted(tree / "a" / "b", files=("renewal.json", "missing.json"), up_to=tree)
+    os.chmod(tree, 0o777)  # noqa: S103 - the mode under test
+    with pytest.raises(InvalidInput, match=rf"{tree} is writable by others .*mode 0777"):
+        check_trusted(tree / "a" / "b", files=("renewal.json",), up_to=tree)
+    check_trusted(tree / "a" / "b", files=("renewal.json",))  # the tree root is not asked
