@@ -30,11 +30,11 @@ from .errors import (
     ProtocolError,
     UnsupportedOperation,
     is_not_implemented,
-    printable,
 )
 from .keys import AccountKey, PrivateKey, b64url
 from .models import Account, Directory, RenewalInfo
 from .origin import Origin
+from .text import printable
 from .transport import MAX_POLL_WAIT, Response, Transport
 
 __all__ = [

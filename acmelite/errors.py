@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .text import printable
+
 __all__ = [
     "AcmeliteError",
     "AuthorizationFailed",
@@ -115,7 +117,8 @@ class Problem:
         """One line: ``[name] type: detail (subproblem; subproblem)``.
 
         The server's words are kept, with control characters (a newline, an escape
-        sequence) shown as ``\\xNN``, so the line stays one line on a terminal or in a log.
+        sequence, a bidi override) shown as ``\\xNN`` (:func:`acmelite.text.printable`), so
+        the line stays one line on a terminal or in a log and cannot forge another.
         """
         head = f"{self.identifier}: " if self.identifier else ""
         text = f"{head}{self.short_type}: {self.detail or self.title or 'no detail given'}"
@@ -126,14 +129,6 @@ class Problem:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character escaped as ``\\xNN`` (server text, one line)."""
-    return text.translate(_CONTROL)
 
 
 class AcmeliteError(Exception):
@@ -261,7 +256,7 @@ class AuthorizationFailed(AcmeliteError):
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
-        names = ", ".join(p.identifier or "?" for p in self.problems)
+        names = printable(", ".join(p.identifier or "?" for p in self.problems))
         super().__init__(
             one_line_each(f"validation failed for {names}", [p.describe() for p in self.problems])
         )

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from .errors import Problem, ProtocolError
 
 __all__ = [
+    "ACCOUNT_STATUSES",
+    "AUTHORIZATION_STATUSES",
+    "CHALLENGE_STATUSES",
+    "ORDER_STATUSES",
     "Account",
     "Authorization",
     "Challenge",
@@ -37,6 +41,26 @@ def _str(data: Mapping[str, object], key: str, what: str, *, required: bool = Tr
     if value is None and not required:
         return ""
     raise ProtocolError(f"{what}: field {key!r} missing or not a string")
+
+
+#: The status values each resource may have (RFC 8555 §7.1.6); anything else is a
+#: protocol error, so no other text from the CA ever reaches a message as a "status".
+ACCOUNT_STATUSES = frozenset({"valid", "deactivated", "revoked"})
+ORDER_STATUSES = frozenset({"pending", "ready", "processing", "valid", "invalid"})
+AUTHORIZATION_STATUSES = frozenset(
+    {"pending", "valid", "invalid", "deactivated", "expired", "revoked"}
+)
+CHALLENGE_STATUSES = frozenset({"pending", "processing", "valid", "invalid"})
+
+
+def _status(data: Mapping[str, object], what: str, allowed: frozenset[str]) -> str:
+    value = _str(data, "status", what)
+    if value not in allowed:
+        raise ProtocolError(
+            f"{what}: status {value[:40]!r} is not one of {', '.join(sorted(allowed))}"
+            " (RFC 8555 §7.1.6)"
+        )
+    return value
 
 
 def _str_list(data: Mapping[str, object], key: str, what: str) -> tuple[str, ...]:
@@ -152,7 +176,7 @@ class Account:
         obj = _as_mapping(data, what)
         return cls(
             url=url,
-            status=_str(obj, "status", what),
+            status=_status(obj, what, ACCOUNT_STATUSES),
             contact=_str_list(obj, "contact", what),
             orders=_str(obj, "orders", what, required=False),
         )
@@ -181,7 +205,7 @@ class Challenge:
         return cls(
             type=_str(obj, "type", what),
             url=_str(obj, "url", what),
-            status=_str(obj, "status", what),
+            status=_status(obj, what, CHALLENGE_STATUSES),
             token=_str(obj, "token", what, required=False),
             validated=_time(obj, "validated", what),
             error=Problem.from_json(err) if err is not None else None,
@@ -208,7 +232,7 @@ class Authorization:
         none or one of their own making): those that do not parse are left out."""
         what = "authorization"
         obj = _as_mapping(data, what)
-        status = _str(obj, "status", what)
+        status = _status(obj, what, AUTHORIZATION_STATUSES)
         chals = obj.get("challenges", [])
         if chals is None and status == "valid":
             chals = []
@@ -285,7 +309,7 @@ class Order:
         err = obj.get("error")
         return cls(
             url=url,
-            status=_str(obj, "status", what),
+            status=_status(obj, what, ORDER_STATUSES),
             identifiers=tuple(Identifier.from_json(i) for i in idents),
             authorizations=_str_list(obj, "authorizations", what),
             finalize=_str(obj, "finalize", what),

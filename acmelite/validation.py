@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .challenges import ChallengeTask
-from .errors import AuthorizationFailed, DeadlineExceeded, Problem, one_line_each, printable
+from .errors import AuthorizationFailed, DeadlineExceeded, Problem, one_line_each
 from .models import Authorization, Challenge, Order
+from .text import printable
 
 __all__ = ["CHALLENGE_RETRIES", "FAILED_AUTHZ", "Validation"]
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..text import printable, printable_lines
 from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, json_requested
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -60,7 +61,8 @@ class _ProgressFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         elapsed = time.monotonic() - self.start
         prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return f"[{elapsed:6.2f}s] {prefix}{record.getMessage()}"
+        # Records carry the CA's, a certificate's or a DNS answer's text: escaped here, once.
+        return f"[{elapsed:6.2f}s] {prefix}{printable_lines(record.getMessage())}"
 
 
 class _StderrHandler(logging.Handler):
@@ -134,8 +136,8 @@ def _run(argv: list[str]) -> int:
         if verbose >= 2:
             raise
         print(
-            f"acmelite: internal error: {type(exc).__name__}: {exc} (a bug: please report it;"
-            " -vv shows the traceback)",
+            f"acmelite: internal error: {type(exc).__name__}: {printable(str(exc))} (a bug:"
+            " please report it; -vv shows the traceback)",
             file=sys.stderr,
         )
         return EXIT_ERROR

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import KEY_TYPES
+from ..text import printable
 from .common import add_account_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -343,4 +344,4 @@ def _print_rollover(
 def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+        print(f"{label:<{width}}  {printable(value)}")

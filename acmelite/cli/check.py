@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, NetworkError
 from ..names import is_ip, normalize_name, was_converted
+from ..text import printable, printable_lines
 from .common import add_output_arguments
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def _unreachable(args: argparse.Namespace, target: dict[str, object], exc: Netwo
     from .output import error_json
 
     text = message(exc, args)
-    print(f"acmelite: error: {text}", file=sys.stderr)
+    print(f"acmelite: error: {printable_lines(text)}", file=sys.stderr)
     if args.json:
         doc = {**error_json(exc, message=text, exit_code=EXIT_UNREACHABLE), "target": target}
         print(json.dumps(doc, indent=2))
@@ -266,7 +267,8 @@ def render(report: Report, target: dict[str, object], code: int) -> str:
         ]
     words = ", ".join(_PROBLEM_WORDS[p] for p in report.problems) or "ok"
     lines += ["", f"Result: {words} (exit {code})"]
-    return "\n".join(lines)
+    # Every field came from the probed host (subject, SANs, issuer): one escaped line each.
+    return "\n".join(printable(line) for line in lines)
 
 
 def _when(moment: dt.datetime) -> str:

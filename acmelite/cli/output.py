@@ -16,6 +16,7 @@ import sys
 from typing import NoReturn
 
 from ..errors import AcmeliteError, AuthorizationFailed, ProblemError, SolverError
+from ..text import printable, printable_lines
 from .hints import message as with_hint
 
 __all__ = [
@@ -81,14 +82,14 @@ def fail(
         while cause is not None:
             print(f"  caused by: {type(cause).__name__}: {_one_line(cause)}", file=sys.stderr)
             cause = cause.__cause__ or cause.__context__
-    print(f"acmelite: error: {text}", file=sys.stderr)
+    print(f"acmelite: error: {printable_lines(text)}", file=sys.stderr)
     if json_requested.get():
         print(json.dumps(error_json(exc, message=text, exit_code=code), indent=2))
     return code
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or "(no message)"
+    return printable(" ".join(str(exc).split())[:300]) or "(no message)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -97,7 +98,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        print(f"acmelite: error: {message}", file=sys.stderr)
+        print(f"acmelite: error: {printable(message)}", file=sys.stderr)
         if json_requested.get():
             doc = error_json(UsageError(message), message=message, exit_code=EXIT_USAGE)
             print(json.dumps(doc, indent=2))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import DEFAULT_TIMEOUT
+from ..text import printable_lines
 from .common import add_output_arguments, seconds
 from .verify_options import EXIT_NOT_SERVED, add_verify_arguments, verify_installed
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": not failed, "certificates": listing}, indent=2))
     else:
         for result in results:
-            print(_line(result))
+            print(printable_lines(_line(result)))
     verified = [verify_installed(args, r.path, r.names) for r in results if r.status == "renewed"]
     if failed:
         return EXIT_ERROR

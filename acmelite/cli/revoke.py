@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import REVOCATION_REASONS, serial_hex
+from ..text import printable
 from .common import add_account_arguments, add_output_arguments
 
 if TYPE_CHECKING:
@@ -98,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"revoked {shown}, reason {args.reason or '(none)'}, signed by the {signer}")
+        print(
+            printable(f"revoked {shown}, reason {args.reason or '(none)'}, signed by the {signer}")
+        )
     return 0
 
 

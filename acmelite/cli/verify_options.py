@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import serial_hex
+from ..text import printable
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -157,7 +158,7 @@ def verify_certificate(
             timeout=args.verify_timeout,
         )
         for line in render_lines(report):
-            print(line, file=sys.stderr)
+            print(printable(line), file=sys.stderr)
         if not report.ok:
             code = EXIT_NOT_SERVED
     return code

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from ..challenges import ChallengeTask, SolverOption
 from ..errors import InvalidInput, SolverError
+from ..text import printable
 
 __all__ = ["ACME_CHALLENGE_PATH", "StandaloneSolver", "WebrootSolver", "check_token"]
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
 def check_token(token: str) -> str:
@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         # Anyone can send us a request line: no escape sequences for the operator's terminal.
-        text = (format % args).translate(_CONTROL_CHARS)
+        text = printable(format % args)
         log.debug("http-01 server: %s", text)
 
 
@@ -156,7 +156,7 @@ class _ChallengeServer(ThreadingHTTPServer):
         log.debug(
             "http-01 server: connection from %s failed: %s",
             _peer(client_address),
-            what.translate(_CONTROL_CHARS),
+            printable(what),
         )
 
     def server_close(self) -> None:

@@ -25,7 +25,7 @@ from acmelite.challenges import ChallengeTask
 from acmelite.client import AcmeClient
 from acmelite.dns.propagation import PropagationSettings
 from acmelite.dns.zone import check_hostname
-from acmelite.errors import ProtocolError, SolverError
+from acmelite.errors import ProblemError, ProtocolError, SolverError
 from acmelite.keys import AccountKey
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.hook import HookSolver
@@ -539,3 +539,90 @@ def test_host_names_that_are_fine_pass(hostile_dns: BindServer) -> None:
     assert check_hostname("*.example.test", wildcard=True) is None
     assert check_hostname("*.example.test") is not None
     assert check_hostname("a._b.example.test") is not None, "_ only in leading labels"
+
+
+# -- finding 6: the CA's text is escaped, its status values are RFC 8555's ----------------------
+
+FORGERY = (
+    "\x1b[2K\r\x1b[1A[  0.42s] certificate for example.com in /etc/acmelite/site, serial 01"
+    "\n[  0.43s] all good\u202e\x9b31m\x07"
+)
+RAW = ("\x1b", "\r", "\x07", "\x9b", "\u202e", "\n[  0.43s] all good")
+
+
+def _no_raw_control(text: str) -> None:
+    for char in RAW:
+        assert char not in text, f"{char!r} reached the terminal: {text!r}"
+
+
+def test_a_problem_detail_cannot_forge_lines(
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ledger: Ledger,
+) -> None:
+    problem = "urn:ietf:params:acme:error:malformed"
+    proxy.inject(Fault.error(400, problem_type=problem, detail=FORGERY, on=On(kind="newOrder")))
+    result = run_cli(_issue_argv(proxy, pebble, tmp_path, "-v"), capsys)
+    ledger.record(
+        "problem detail with escape sequences, CR, newline, C1 and bidi controls",
+        bad_inputs=1,
+        failed_cleanly=int(result.code == 1),
+        message=_one_error_line(CliResult(1, "", result.err.splitlines()[-1])),
+    )
+    assert result.code == 1
+    _no_raw_control(result.err + result.out)
+    assert "\\x1b[2K\\x0d\\x1b[1A" in result.err and "\\u202e\\x9b31m\\x07" in result.err
+
+
+def test_an_order_status_outside_rfc_8555_is_refused(
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ledger: Ledger,
+) -> None:
+    proxy.inject(Fault.patch_json(set_fields={"status": "\x1b[2Kvalid"}, on=On(kind="newOrder")))
+    result = run_cli(_issue_argv(proxy, pebble, tmp_path), capsys)
+    line = _one_error_line(result)
+    ledger.record("order status with an escape sequence", bad_inputs=1, failed_cleanly=1,
+                  message=line)  # fmt: skip
+    assert result.code == 1
+    _no_raw_control(result.err)
+    assert "order: status '\\x1b[2Kvalid' is not one of invalid, pending," in line, line
+
+
+def test_renew_never_reprints_the_cas_text_raw(
+    proxy: FaultProxy,
+    pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ledger: Ledger,
+) -> None:
+    """The failure is stored in .renewal-state.json and shown again on every run."""
+    assert run_cli(_issue_argv(proxy, pebble, tmp_path), capsys).code == 0
+    problem = "urn:ietf:params:acme:error:serverInternal"
+    proxy.inject(Fault.error(500, problem_type=problem, detail=FORGERY, on=On(kind="newOrder")))
+    first = run_cli(["renew", str(tmp_path / "out"), "--force"], capsys)
+    again = run_cli(["renew", str(tmp_path / "out")], capsys)
+    ledger.record("renew stores and shows a hostile problem detail", bad_inputs=1,
+                  failed_cleanly=int(first.code == 1))  # fmt: skip
+    assert first.code == 1 and "failed" in first.out
+    assert "backing-off" in again.out and "last error:" in again.out
+    for result in (first, again):
+        _no_raw_control(result.out + result.err)
+
+
+def test_the_library_keeps_the_detail_and_escapes_the_message(
+    proxy: FaultProxy, pebble: Pebble
+) -> None:
+    problem = "urn:ietf:params:acme:error:malformed"
+    proxy.inject(Fault.error(400, problem_type=problem, detail=FORGERY, on=On(kind="newOrder")))
+    transport = Transport(ca_bundle=proxy.ca_bundle)
+    with AcmeClient(proxy.directory_url, AccountKey.generate(), transport=transport) as client:
+        client.register(agree_tos=True)
+        with pytest.raises(ProblemError) as caught:
+            client.issue([NAME], solver=StandaloneSolver(port=pebble.http_port))
+    assert caught.value.problem.detail == FORGERY, "the data is the CA's, unchanged"
+    _no_raw_control(str(caught.value))

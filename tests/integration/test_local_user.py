@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from acmelite.solvers.base import ChallengeTask
 
 from acmelite.challenges import ChallengeTask
 from acmelite.errors import InvalidInput

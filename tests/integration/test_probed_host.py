@@ -405,3 +405,40 @@ def test_verify_judges_a_malformed_certificate(
                   failed_cleanly=2)  # fmt: skip
     assert result.status is VerifyStatus.UNTRUSTED
     assert "invalid certificate in its chain (number 2)" in result.detail
+
+
+# -- finding 6: a probed certificate's names are escaped before they are printed ----------------
+
+HOSTILE_CN = "\x1b]0;pwned\x07\x1b[2Jexample.com\u202e"
+HOSTILE_SAN = "\x1b[31mevil.acmelite.test"
+
+
+def test_check_escapes_the_names_a_probed_certificate_carries(
+    pki: Pki, endpoint: Callable[..., TlsEndpoint], ledger: Ledger
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTILE_CN)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(pki.root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTILE_SAN)]), critical=False)
+        .sign(pki.root_key, hashes.SHA256())
+    )
+    served = endpoint([cert], key)
+    result = run_cli_subprocess(
+        ["check", f"127.0.0.1:{served.port}", "--name", "evil.acmelite.test",
+         "--ca-bundle", str(pki.bundle)]
+    )  # fmt: skip
+    shown = result.out + result.err
+    ledger.record("check: CN and SAN with escape sequences and bidi controls", bad_inputs=1,
+                  failed_cleanly=int("\x1b" not in shown))  # fmt: skip
+    assert result.code in (10, 12), result.out + result.err
+    for char in ("\x1b", "\x07", "\u202e"):
+        assert char not in shown, f"{char!r} reached the terminal"
+    assert "\\x1b]0\\;pwned\\x07\\x1b[2Jexample.com\\u202e" in result.out
+    assert "\\x1b[31mevil.acmelite.test" in result.out

@@ -18,7 +18,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "acmelite"
 
 #: Lowest first. A module's layer is that of its longest listed prefix.
 LAYERS: list[tuple[str, ...]] = [
-    ("acmelite.errors", "acmelite.constants", "acmelite._version", "acmelite._hookenv"),
+    (
+        "acmelite.errors",
+        "acmelite.constants",
+        "acmelite._version",
+        "acmelite._hookenv",
+        "acmelite.text",
+    ),
     ("acmelite.models",),
     ("acmelite.storage",),
     (
