@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,11 +148,19 @@ def _add_registration_arguments(g: argparse._ArgumentGroup) -> None:
         help="agree to the CA's terms of service; required to create an account",
     )
     g.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
-    g.add_argument(
+    key = g.add_mutually_exclusive_group()
+    key.add_argument(
         "--eab-hmac-key",
         metavar="B64URL",
         default=os.environ.get("ACMELITE_EAB_HMAC_KEY"),
-        help="External Account Binding HMAC key (env ACMELITE_EAB_HMAC_KEY)",
+        help="External Account Binding HMAC key (visible to other users in the process"
+        " list: prefer --eab-hmac-key-file or $ACMELITE_EAB_HMAC_KEY)",
+    )
+    key.add_argument(
+        "--eab-hmac-key-file",
+        type=Path,
+        metavar="PATH",
+        help="a file holding the External Account Binding HMAC key (keep it 0600)",
     )
     g.add_argument("--eab-hmac-alg", default="HS256", choices=("HS256", "HS384", "HS512"))
 
@@ -160,12 +169,33 @@ def eab_from_args(args: argparse.Namespace) -> ExternalAccountBinding | None:
     from ..client import ExternalAccountBinding
     from .output import UsageError
 
-    kid, key = getattr(args, "eab_kid", None), getattr(args, "eab_hmac_key", None)
+    kid = getattr(args, "eab_kid", None)
+    path = getattr(args, "eab_hmac_key_file", None)
+    key = _read_eab_key(path) if path is not None else getattr(args, "eab_hmac_key", None)
     if bool(kid) != bool(key):
-        raise UsageError("--eab-kid and --eab-hmac-key go together")
+        raise UsageError("--eab-kid and --eab-hmac-key (or --eab-hmac-key-file) go together")
     if not kid or not key:
         return None
     return ExternalAccountBinding(kid=kid, hmac_key=key, alg=args.eab_hmac_alg)
+
+
+def _read_eab_key(path: Path) -> str:
+    """The HMAC key in ``path`` (surrounding whitespace dropped); never shown in a message."""
+    from ..errors import InvalidInput
+
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not base64url text"
+        raise InvalidInput(f"cannot read --eab-hmac-key-file {path}: {why}") from None
+    if not text:
+        raise InvalidInput(f"--eab-hmac-key-file {path} is empty")
+    if mode & 0o077:
+        logging.getLogger("acmelite.cli").warning(
+            "%s can be read by other users (mode %04o): chmod 600 it", path, mode & 0o777
+        )
+    return text
 
 
 def open_client(

@@ -8,6 +8,7 @@ checks that it refused, with one line, and touched nothing the attacker pointed 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -20,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from acmelite.challenges import ChallengeTask
+from acmelite.cli import main
 from acmelite.errors import InvalidInput
 from acmelite.models import Challenge, Identifier
 from acmelite.solvers.http01 import WebrootSolver
 from acmelite.storage import check_trusted, write_output_dir
 from acmelite.testing.pebble import Pebble
+from tests.conftest import PebbleFactory
 from tests.reliability import Ledger
 from tests.support import issue_argv, key_matches_cert, run_cli, serve_directory, without_http
 
@@ -352,3 +355,62 @@ def test_check_trusted_accepts_root_and_the_running_user(tmp_path: Path) -> None
     with pytest.raises(InvalidInput, match=rf"{tree} is writable by others .*mode 0777"):
         check_trusted(tree / "a" / "b", files=("renewal.json",), up_to=tree)
     check_trusted(tree / "a" / "b", files=("renewal.json",))  # the tree root is not asked
+
+
+# -- finding 11: the EAB HMAC key from a file, not from argv -------------------------------------
+
+EAB_KEY = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def eab_pebble(pebble_factory: PebbleFactory) -> Pebble:
+    return pebble_factory(eab_required=True, eab_mac_keys={"kid-local": EAB_KEY})
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644], ids=["0600", "0644"])
+def test_the_eab_hmac_key_can_come_from_a_file(
+    eab_pebble: Pebble,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: int,
+    ledger: Ledger,
+) -> None:
+    """Any local user can read another's command line (``ps``, /proc/PID/cmdline)."""
+    secret = tmp_path / "eab.key"
+    secret.write_text(EAB_KEY + "\n")
+    secret.chmod(mode)
+    argv = [
+        "account", "register", "--server", eab_pebble.directory_url, "--ca-bundle",
+        eab_pebble.ca_bundle, "--account-key", str(tmp_path / "account.key"), "--agree-tos",
+        "--eab-kid", "kid-local", "--eab-hmac-key-file", str(secret), "-vv",
+    ]  # fmt: skip
+    result = run_cli(argv, capsys)
+    ledger.record(
+        f"EAB HMAC key from a {mode:04o} file", bad_inputs=0, recovered=int(result.code == 0)
+    )
+    assert result.code == 0, result.err
+    assert EAB_KEY not in result.out + result.err and EAB_KEY not in " ".join(argv)
+    warned = f"{secret} can be read by other users (mode 0644): chmod 600 it" in result.err
+    assert warned == (mode == 0o644), result.err
+
+
+def test_the_eab_options_say_what_others_can_see(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["account", "register", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--eab-hmac-key-file PATH" in text
+    assert "visible to other users in the process list" in text
+
+
+def test_an_empty_eab_key_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").write_text("\n")
+    argv = ["account", "register", "--server", "https://127.0.0.1:9/dir", "--account-key",
+            str(tmp_path / "k"), "--agree-tos", "--eab-kid", "k",
+            "--eab-hmac-key-file", str(tmp_path / "empty")]  # fmt: skip
+    result = run_cli(argv, capsys)
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        f"acmelite: error: --eab-hmac-key-file {tmp_path / 'empty'} is empty"
+    ]
