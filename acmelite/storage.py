@@ -249,8 +249,17 @@ def write_output_dir(out: str | Path, files: Mapping[str, bytes]) -> Path:
         raise InvalidInput(f"{versions} is a symbolic link; refusing to write keys through it")
     ensure_private_dir(versions)
     version = _new_version_dir(versions)
-    for name, data in files.items():
-        atomic_write(version / name, data, mode=BUNDLE_FILES.get(name, 0o644))
+    try:
+        for name, data in files.items():
+            atomic_write(version / name, data, mode=BUNDLE_FILES.get(name, 0o644))
+    except BaseException:
+        # An error or a signal before the switch: no half-written version is left behind.
+        for child in version.iterdir():
+            with contextlib.suppress(OSError):
+                child.unlink()
+        with contextlib.suppress(OSError):
+            version.rmdir()
+        raise
     _fsync_dir(versions)
     _swap_link(root / ".live", os.path.join(".versions", version.name))
     for name in files:

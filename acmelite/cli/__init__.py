@@ -8,11 +8,14 @@ Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .._version import __version__
 from ..text import printable, printable_lines
@@ -109,9 +112,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     token = json_requested.set("--json" in args_list)
     try:
-        return _run(args_list)
+        with _signals_interrupt():
+            return _run(args_list)
+    except Interrupted as exc:  # between the run's end and the handlers' restoration
+        print(f"acmelite: interrupted by {exc.signame}", file=sys.stderr)
+        return EXIT_INTERRUPTED[exc.signame]
     finally:
         json_requested.reset(token)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+#: Signals that end a run the way Ctrl-C does: Kubernetes (pod deletion,
+#: activeDeadlineSeconds), systemd and timeout(1) send SIGTERM; a closed terminal SIGHUP.
+_INTERRUPTING = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Interrupted` for the time of one run.
+
+    Theory of operation: the exception unwinds the stack like Ctrl-C's, so every ``finally``
+    runs — the solver's cleanup (challenge files and TXT records removed, the standalone
+    server stopped), the lock's release, the temporary files' removal. Only the first of
+    these signals raises: a second one while that cleanup runs (Kubernetes sends one, then
+    SIGKILL after the grace period) must not cut the cleanup short, so it is only logged.
+    The previous handlers come back afterwards (``main`` may run many times in a process),
+    and off the main thread, where Python cannot install handlers, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal raised
+        name = signal.Signals(signum).name
+        if raised:
+            logging.getLogger("acmelite").warning("%s again: still cleaning up", name)
+            return
+        raised = True
+        raise Interrupted(name)
+
+    previous = {name: signal.signal(getattr(signal, name), interrupt) for name in _INTERRUPTING}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def _run(argv: list[str]) -> int:
@@ -129,9 +183,10 @@ def _run(argv: list[str]) -> int:
         return fail(exc, args, EXIT_USAGE)
     except AcmeliteError as exc:
         return fail(exc, args, EXIT_ERROR, verbose=verbose)
-    except KeyboardInterrupt:
-        print("acmelite: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED["SIGINT"]
+    except KeyboardInterrupt as exc:
+        name = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
+        print(f"acmelite: interrupted by {name}", file=sys.stderr)
+        return EXIT_INTERRUPTED[name]
     except Exception as exc:
         if verbose >= 2:
             raise

@@ -157,7 +157,7 @@ def test_every_documented_exit_code_happens(
            run_cli(["check", "--cert", str(cert), "--name", "www.contract.test",
                     "--ca-bundle", pebble.ca_bundle], capsys))  # fmt: skip
     expect(13, "unreachable", run_cli(["check", f"127.0.0.1:{closed_port()}"], capsys))
-    for code, sig in ((130, signal.SIGINT),):
+    for code, sig in ((130, signal.SIGINT), (143, signal.SIGTERM), (129, signal.SIGHUP)):
         proc = subprocess.Popen(
             [sys.executable, "-m", "acmelite", "check", f"127.0.0.1:{silent_tls_port}",
              "--timeout", "60"],
@@ -167,7 +167,8 @@ def test_every_documented_exit_code_happens(
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
         expect(code, f"interrupted by {sig.name}", CliResult(proc.returncode, out, err))
-        assert "interrupted" in err and "Traceback" not in err
+        assert err.strip().splitlines()[-1] == f"acmelite: interrupted by {sig.name}", err
+        assert "Traceback" not in err
     assert set(seen) == set(documented), (documented, seen)
 
 
