@@ -4,7 +4,8 @@
 #   make test      unit + integration tests (pytest options live in pyproject.toml)
 #   make lint      ruff check, ruff format --check, mypy --strict
 #   make demo      issue a certificate from a throwaway local Pebble with the acmelite CLI
-#   make reliability  fault, crash, hostile-input and secrets suites; regenerate docs/reliability.md
+#   make reliability  fault, crash, hostile-input, secrets and threat-model suites; regenerate
+#                  docs/reliability.md
 # PYTHON=python3.12 make test   picks the interpreter; PYTEST_ARGS='-k nonce -x' narrows tests.
 
 PYTHON ?= python3
@@ -47,7 +48,9 @@ format:
 
 RELIABILITY_TESTS := tests/integration/test_faults.py tests/integration/test_crash.py \
 	tests/integration/test_http01_server.py tests/integration/test_secrets.py \
-	tests/unit/test_parsing_properties.py
+	tests/unit/test_parsing_properties.py tests/integration/test_hostile_ca.py \
+	tests/integration/test_probed_host.py tests/integration/test_local_user.py \
+	tests/integration/test_signals.py
 
 reliability: install
 	$(PYTHON) -m pytest $(RELIABILITY_TESTS) $(PYTEST_ARGS)

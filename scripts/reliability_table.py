@@ -1,15 +1,14 @@
 """Render the reliability figures the test suite recorded into docs/reliability.md.
 
-    python -m pytest tests/integration/test_faults.py tests/integration/test_crash.py \\
-        tests/integration/test_http01_server.py tests/integration/test_secrets.py \\
-        tests/unit/test_parsing_properties.py
+    make reliability                               # runs the suites, then this script
     python scripts/reliability_table.py            # rewrites the generated parts of the doc
     python scripts/reliability_table.py --print    # only prints them
 
 The tests write one ledger per module to .cache/reliability/<suite>.json (tests/reliability.py).
-Two parts of docs/reliability.md are generated: the failure messages of the fault tests
-(between the ``messages`` markers) and the figures table at the end (between the ``figures``
-markers). Exits 1 when a ledger is missing or any case lost data.
+Three parts of docs/reliability.md are generated: the failure messages of the fault tests
+(between the ``messages`` markers), the cases of the threat model (``threats``) and the
+figures table at the end (between the ``figures`` markers). Exits 1 when a ledger is
+missing or any case lost data.
 """
 
 from __future__ import annotations
@@ -31,6 +30,17 @@ SUITES = {
     "http01": "tests/integration/test_http01_server.py",
     "parsing": "tests/unit/test_parsing_properties.py",
     "secrets": "tests/integration/test_secrets.py",
+    "hostile-ca": "tests/integration/test_hostile_ca.py",
+    "probed-host": "tests/integration/test_probed_host.py",
+    "local-user": "tests/integration/test_local_user.py",
+    "signals": "tests/integration/test_signals.py",
+}
+#: The threat-model suites (docs/reliability.md, "Threat model"), with who is hostile in each.
+THREATS = {
+    "hostile-ca": "the CA, or the network with a certificate the client trusts",
+    "probed-host": "a stranger on the HTTP-01 port, or a host that check/verify probes",
+    "local-user": "a local unprivileged user",
+    "signals": "the system stopping the run (SIGTERM, SIGHUP, SIGINT)",
 }
 COLUMNS = ("injected", "recovered", "failed_cleanly", "bad_inputs", "data_lost")
 HEADERS = ("faults injected", "recovered", "failed cleanly", "bad inputs tried", "data lost")
@@ -94,7 +104,8 @@ def figures(ledgers: dict[str, dict[str, object]]) -> str:
 
 
 def _sanitize(message: str) -> str:
-    text = re.sub(r"https://127\.0\.0\.1:\d+", "https://CA", message)
+    text = re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/[^/\s]+", "TMP", message)
+    text = re.sub(r"https://127\.0\.0\.1:\d+", "https://CA", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "CA", text)
     text = re.sub(r"(/(?:my-order|finalize-order|certZ|authZ|chalZ)/)[\w-]+", r"\1…", text)
     text = re.sub(r"/\S*/out\b", "OUT", text)
@@ -110,6 +121,26 @@ def messages(ledgers: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def threats(ledgers: dict[str, dict[str, object]]) -> str:
+    """One row per threat-model case: who, what was tried, what acmelite said."""
+    lines = ["| who is hostile | case | what acmelite did or said |", "|---|---|---|"]
+    for suite, who in THREATS.items():
+        for case in _cases(ledgers.get(suite, {})):
+            said = str(case.get("message") or "")
+            if not said:
+                said = "data lost" if case.get("data_lost") else _outcome(case)
+            lines.append(f"| {who} | {case['case']} | {_sanitize(said)} |")
+    return "\n".join(lines)
+
+
+def _outcome(case: dict[str, object]) -> str:
+    if case.get("recovered"):
+        return "recovered: the run succeeded"
+    if case.get("failed_cleanly"):
+        return "refused or stopped cleanly"
+    return "(see the test)"
+
+
 def replace_block(doc: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
@@ -123,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="print; do not rewrite the doc")
     args = parser.parse_args(argv)
     ledgers, missing = load()
-    table, said = figures(ledgers), messages(ledgers)
+    table, said, threat = figures(ledgers), messages(ledgers), threats(ledgers)
     if args.print:
-        print(said + "\n\n" + table)
+        print(said + "\n\n" + threat + "\n\n" + table)
     else:
         doc = DOC.read_text(encoding="utf-8")
         doc = replace_block(replace_block(doc, "messages", said), "figures", table)
+        doc = replace_block(doc, "threats", threat)
         DOC.write_text(doc, encoding="utf-8")
         print(f"updated {DOC.relative_to(ROOT)}")
     lost = sum(_sum(_cases(ledger), "data_lost") for ledger in ledgers.values())
