@@ -366,8 +366,9 @@ def test_a_url_that_is_no_acme_directory(
     plain = pebble.directory_url.replace("https://", "http://")
     argv[argv.index("--server") + 1] = plain
     result = run_cli(argv, capsys)
-    assert result.code == 1
-    assert "is --server the CA's ACME directory URL" in error_line(result), result.err
+    assert result.code == 2, "plain HTTP needs --insecure (issue 11, finding 5)"
+    assert f"--server {plain} is plain HTTP" in error_line(result), result.err
+    assert "--insecure allows it for a test CA" in error_line(result)
 
 
 def test_idn_note_names_the_input_it_converted(
