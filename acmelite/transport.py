@@ -571,14 +571,14 @@ class Transport:
             body += chunk
             if len(body) > limit:
                 raw.close()
-                raise _too_large(method, url, limit, "sent more")
+                raise _too_large(method, url, limit, f"went on past {len(body)} bytes")
         return bytes(body)
 
 
 def _too_large(method: str, url: str, limit: int, what: str) -> ProtocolError:
     return ProtocolError(
-        f"the answer to {method} {url} {what} than the {limit}-byte limit"
-        " (Transport max_json_bytes / max_chain_bytes); refusing to read it"
+        f"the answer to {method} {url} {what}, more than the limit of {limit} bytes"
+        " (Transport max_json_bytes, max_chain_bytes): refusing to read it"
     )
 
 

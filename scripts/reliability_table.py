@@ -104,7 +104,8 @@ def figures(ledgers: dict[str, dict[str, object]]) -> str:
 
 
 def _sanitize(message: str) -> str:
-    text = re.sub(r"https://127\.0\.0\.1:\d+", "https://CA", message)
+    text = re.sub(r"127\.0\.0\.2:\d+", "ELSEWHERE", message)  # hostile_ca's other host
+    text = re.sub(r"https://127\.0\.0\.1:\d+", "https://CA", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "CA", text)
     text = re.sub(r"(/(?:my-order|finalize-order|certZ|authZ|chalZ)/)[\w-]+", r"\1…", text)
     text = re.sub(r"/\S*/out\b", "OUT", text)
