@@ -6,8 +6,9 @@ and ``acmelite.testing.powerdns`` (``PowerDnsServer``, with its HTTP API) for th
 ``acmelite.testing.challtestsrv`` (``ChallTestSrv``: the DNS answers Pebble sees),
 ``acmelite.testing.dns_conformance`` (``check_dns_solver``) for the conformance kit of dns-01
 solvers, and ``acmelite.testing.proxy`` (``FaultProxy``, a TLS proxy that counts requests and
-injects faults between a client and the CA). ``acmelite.testing.pytest_plugin`` turns them into pytest fixtures, and
-``python -m acmelite.testing install-pebble`` installs Pebble (``acmelite.testing.install``).
+injects faults between a client and the CA). ``acmelite.testing.pytest_plugin`` turns them
+into pytest fixtures, and ``python -m acmelite.testing install-pebble`` installs Pebble
+(``acmelite.testing.install``).
 
 Names are imported on first use (PEP 562), as in ``acmelite``: the pytest plugin is loaded in
 every pytest run of an environment that has acmelite installed, and must not pull in requests,

@@ -10,6 +10,7 @@ and pytest, the complete example test file of docs/testing.md against a real Peb
 
 from __future__ import annotations
 
+import configparser
 import email.parser
 import json
 import os
@@ -175,7 +176,13 @@ def test_installed_wheel_runs_lists_its_solvers_and_exports_its_names(built: Bui
     listing = json.loads(plugins)
     assert listing["ok"] is True
     solvers = {p["name"]: p for p in listing["solvers"]}
-    assert set(solvers) == {"hook", "rfc2136", "standalone", "webroot"}
+    entry_points = configparser.ConfigParser()
+    with zipfile.ZipFile(built.wheel) as archive:
+        entry_points.read_string(
+            archive.read(f"acmelite-{VERSION}.dist-info/entry_points.txt").decode()
+        )
+    assert set(solvers) == set(entry_points["acmelite.solvers"]) >= {"standalone", "rfc2136"}
+    assert entry_points["pytest11"]["acmelite"] == "acmelite.testing.pytest_plugin"
     assert {p["distribution"] for p in solvers.values()} == {"acmelite"}
 
 
