@@ -148,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every run here")
     parser.add_argument("--keep", action="store_true", help="keep the runs' directories")
     args = parser.parse_args(argv)
+    # the Pebble that `make install` put in this checkout, unless told otherwise
+    checkout_pebble = clients.PROJECT / ".cache" / "pebble" / "usr" / "bin" / "pebble"
+    if checkout_pebble.is_file():
+        os.environ.setdefault("ACMELITE_PEBBLE_BIN", str(checkout_pebble))
 
     gone = clients.missing()
     wanted = set(args.client or ())

@@ -1,35 +1,39 @@
-"""Fixtures for every test: the ``integration`` marker and a session-wide Pebble.
+"""Fixtures for every test: the ``integration`` marker and the session's servers.
 
-``pebble`` is one Pebble for the whole session with Pebble's default 5% badNonce rejection on
-(or the Pebble named by ``ACMELITE_TEST_PEBBLE_URL``). ``pebble_factory(**options)`` starts
-another with ``PebbleServer`` options, once per distinct set of options. Without Pebble the
-integration tests skip, except under ``CI=true`` where they fail: CI must run them.
+The servers come from acmelite's own pytest plugin (``acmelite.testing.pytest_plugin``, loaded
+through its ``pytest11`` entry point because the package is installed): ``pebble`` is the
+plugin's ``acme_pebble`` — one Pebble for the whole session with Pebble's default 5% badNonce
+rejection on, or the Pebble named by ``ACMELITE_TEST_PEBBLE_URL`` — and ``pebble_factory`` is
+its ``acme_pebble_factory``. Without Pebble the integration tests skip, except under
+``CI=true`` where they fail: CI must run them.
+
+``make test`` installs Pebble into ``.cache/pebble`` and points ``ACMELITE_PEBBLE_BIN`` at it;
+a plain ``pytest`` in this checkout uses that install too.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
 
 import pytest
 
-from acmelite.testing import (
-    ExternalPebble,
-    Pebble,
-    PebbleBinaries,
-    PebbleError,
-    PebbleNotFound,
-    PebbleServer,
-    find_pebble,
-)
+from acmelite.testing.binaries import PebbleBinaries, PebbleNotFound, find_pebble
 from acmelite.testing.caddy import CaddyUnavailable, find_caddy
+from acmelite.testing.pebble import Pebble
+from acmelite.testing.pytest_plugin import PebbleFactory, server_missing
+from acmelite.testing.pytest_plugin import skip_or_fail as unavailable
 
-PebbleFactory = Callable[..., PebbleServer]
+__all__ = ["PebbleFactory", "unavailable"]  # for the other conftest and the tests
 
-INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+INTEGRATION_DIR = ROOT / "tests" / "integration"
+CHECKOUT_PEBBLE = ROOT / ".cache" / "pebble" / "usr" / "bin" / "pebble"
+
+if "ACMELITE_PEBBLE_BIN" not in os.environ and CHECKOUT_PEBBLE.is_file():
+    os.environ["ACMELITE_PEBBLE_BIN"] = str(CHECKOUT_PEBBLE)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,54 +71,22 @@ def _caddy_header() -> str:
     return f"caddy: {caddy.version} ({caddy.path})"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
-def unavailable(message: str) -> NoReturn:
-    """Skip a test that needs a missing server; fail instead on CI, where it must run."""
-    if in_ci():
-        pytest.fail(f"{message} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
-def pebble_binaries() -> PebbleBinaries:
+def pebble_binaries(request: pytest.FixtureRequest) -> PebbleBinaries:
     """The local Pebble binaries, for tests that build their own ``PebbleServer``."""
     try:
         return find_pebble()
     except PebbleNotFound as exc:
-        unavailable(str(exc))
+        server_missing(request.config, "pebble", str(exc))
 
 
 @pytest.fixture(scope="session")
-def pebble_factory() -> Iterator[PebbleFactory]:
+def pebble_factory(acme_pebble_factory: PebbleFactory) -> PebbleFactory:
     """``factory(**PebbleServer options) -> started PebbleServer``; shared per option set."""
-    started: dict[str, PebbleServer] = {}
-
-    def factory(**options: Any) -> PebbleServer:
-        key = json.dumps(options, sort_keys=True, default=repr)
-        if key not in started:
-            try:
-                started[key] = PebbleServer(**options).start()
-            except PebbleNotFound as exc:
-                unavailable(str(exc))
-        return started[key]
-
-    try:
-        yield factory
-    finally:
-        for server in started.values():
-            server.stop()
+    return acme_pebble_factory
 
 
 @pytest.fixture(scope="session")
-def pebble(pebble_factory: PebbleFactory) -> Pebble:
+def pebble(acme_pebble: Pebble) -> Pebble:
     """The session's Pebble: badNonce at Pebble's 5% default, no validation sleeps."""
-    try:
-        external = ExternalPebble.from_env()
-    except PebbleError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    if external is not None:
-        return external
-    return pebble_factory()
+    return acme_pebble

@@ -16,7 +16,9 @@ listening on ``127.0.0.1:<http_port>`` can prove any name. Pass ``dns_server="ho
 have Pebble resolve through your own DNS server instead (dns-01 against a real BIND, say).
 
 Binaries are looked up in ``$ACMELITE_PEBBLE_BIN`` (the ``pebble`` path; ``pebble-challtestsrv``
-beside it), then ``.cache/pebble/usr/bin`` as made by ``scripts/install-pebble``, then ``$PATH``.
+beside it), then the per-user cache filled by ``python -m acmelite.testing install-pebble``, then
+``$PATH`` (see ``acmelite.testing.binaries``). ``pebble.challtestsrv`` changes the DNS answers
+Pebble gets (see ``acmelite.testing.challtestsrv``).
 
 ``ExternalPebble`` describes a Pebble someone else runs (``pebble-compose.yml``);
 ``ExternalPebble.from_env()`` reads ``ACMELITE_TEST_PEBBLE_URL`` and friends.
@@ -36,7 +38,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
@@ -51,6 +52,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from acmelite.testing.binaries import (
+    PebbleBinaries,
+    PebbleError,
+    PebbleNotFound,
+    find_pebble,
+    install_hint,
+)
+from acmelite.testing.challtestsrv import ChallTestSrv
 from acmelite.testing.ports import free_port, free_ports
 
 __all__ = [
@@ -76,9 +85,6 @@ in newOrder a certificate lasts 90 or 6 days. Pass ``profiles`` with a single en
 validity period.
 """
 
-_INSTALL_HINT = "run scripts/install-pebble, or set ACMELITE_PEBBLE_BIN=/path/to/pebble"
-_CACHE_BIN = Path(".cache", "pebble", "usr", "bin")
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _READY_POLL = 0.05
 _STOP_TIMEOUT = 5.0
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
@@ -87,90 +93,8 @@ _T = TypeVar("_T", bound="Pebble")
 _S = TypeVar("_S", bound="PebbleServer")
 
 
-class PebbleError(RuntimeError):
-    """Base for the harness's own failures."""
-
-
-class PebbleNotFound(PebbleError):
-    """No Pebble binaries were found; the message says where they were looked for."""
-
-
 class PebbleStartError(PebbleError):
     """Pebble or pebble-challtestsrv did not come up; the message ends with the log tail."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PebbleBinaries:
-    """Where the executables are and which Pebble release they are."""
-
-    pebble: Path
-    challtestsrv: Path | None
-    version: str
-
-
-def find_pebble(pebble_bin: str | os.PathLike[str] | None = None) -> PebbleBinaries:
-    """Locate ``pebble`` and ``pebble-challtestsrv``; raise ``PebbleNotFound`` if absent.
-
-    Order: ``pebble_bin``, ``$ACMELITE_PEBBLE_BIN``, ``.cache/pebble/usr/bin`` under the current
-    directory and under the directory that holds the ``acmelite`` package, then ``$PATH``.
-    """
-    source, explicit = "pebble_bin", pebble_bin
-    if explicit is None:
-        source, explicit = "ACMELITE_PEBBLE_BIN", os.environ.get("ACMELITE_PEBBLE_BIN")
-    if explicit:
-        pebble = Path(explicit)
-        if not _is_executable(pebble):
-            raise PebbleNotFound(f"Pebble not found at {pebble} ({source}); {_INSTALL_HINT}")
-        return _binaries(pebble.resolve())
-    candidates = [Path.cwd() / _CACHE_BIN / "pebble", _PACKAGE_ROOT / _CACHE_BIN / "pebble"]
-    on_path = shutil.which("pebble")
-    if on_path:
-        candidates.append(Path(on_path))
-    for candidate in candidates:
-        if _is_executable(candidate):
-            return _binaries(candidate.resolve())
-    looked = ", ".join(str(c) for c in candidates[:2])
-    raise PebbleNotFound(f"Pebble not found in {looked} or on PATH; {_INSTALL_HINT}")
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def _binaries(pebble: Path) -> PebbleBinaries:
-    beside = pebble.parent / "pebble-challtestsrv"
-    challtestsrv = beside if _is_executable(beside) else None
-    if challtestsrv is None and (found := shutil.which("pebble-challtestsrv")):
-        challtestsrv = Path(found)
-    return PebbleBinaries(pebble=pebble, challtestsrv=challtestsrv, version=_pebble_version(pebble))
-
-
-@functools.lru_cache(maxsize=8)
-def _pebble_version(pebble: Path) -> str:
-    """The release: install-pebble's VERSION file, else ``-version`` unless it says "dev"."""
-    version_file = pebble.parent.parent.parent / "VERSION"
-    if version_file.is_file():
-        return version_file.read_text(encoding="utf-8").strip() or "unknown"
-    try:
-        out = subprocess.run(
-            [str(pebble), "-version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    version = out.rpartition(":")[2].strip()
-    if version and version != "dev":
-        return version
-    if pebble == Path("/usr/bin/pebble") and shutil.which("dpkg-query"):
-        query = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Version}", "pebble"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if query.returncode == 0 and query.stdout.strip():
-            return query.stdout.strip()
-    return "unknown"
 
 
 @functools.lru_cache(maxsize=8)
@@ -261,7 +185,8 @@ class Pebble:
     """What a test needs from a running Pebble, local (``PebbleServer``) or external.
 
     ``directory_url``, ``ca_bundle`` (PEM path for ``verify=``), ``http_port``/``tls_port``
-    (where Pebble's validator connects), ``management_url`` and ``version``.
+    (where Pebble's validator connects), ``management_url``, ``version``, and ``challtestsrv``
+    (the DNS answers Pebble gets, when a pebble-challtestsrv is its DNS server).
     """
 
     def __init__(
@@ -273,6 +198,7 @@ class Pebble:
         tls_port: int,
         management_url: str | None,
         version: str,
+        challtestsrv_url: str | None = None,
     ) -> None:
         self._directory_url = directory_url
         self._ca_bundle = ca_bundle
@@ -280,6 +206,9 @@ class Pebble:
         self._tls_port = tls_port
         self._management_url = management_url
         self._version = version
+        self._challtestsrv_url = challtestsrv_url
+        self._challtestsrv: ChallTestSrv | None = None
+        self._default_ipv4 = "127.0.0.1"
         self._roots_file: Path | None = None
 
     @property
@@ -311,6 +240,29 @@ class Pebble:
     def version(self) -> str:
         """The Pebble release, e.g. "2.10.0+ds1-2", or "unknown"."""
         return self._version
+
+    @property
+    def challtestsrv_url(self) -> str | None:
+        """pebble-challtestsrv's management URL (http), or None when it is not Pebble's DNS."""
+        return self._challtestsrv_url
+
+    @property
+    def challtestsrv(self) -> ChallTestSrv:
+        """Change the DNS answers Pebble gets: add records, make a name's validation fail.
+
+        Raises ``PebbleError`` when this Pebble resolves through another DNS server.
+        """
+        if not self._challtestsrv_url:
+            raise PebbleError(
+                "this Pebble has no pebble-challtestsrv as its DNS server (a PebbleServer "
+                "started with dns_server=, or an external Pebble without "
+                "ACMELITE_TEST_CHALLTESTSRV_URL); change the records in that DNS server instead"
+            )
+        if self._challtestsrv is None or self._challtestsrv.url != self._challtestsrv_url:
+            self._challtestsrv = ChallTestSrv(
+                self._challtestsrv_url, default_ipv4=self._default_ipv4
+            )
+        return self._challtestsrv
 
     def roots(self, index: int = 0) -> str:
         """PEM of root number ``index`` (0, or 1.. with ``alternate_roots``)."""
@@ -465,7 +417,6 @@ class PebbleServer(Pebble):
         self._dir: Path | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
-        self._challtestsrv_url: str | None = None
         self._challtestsrv_mgmt = ""
         self._log_offsets: dict[str, int] = {}
 
@@ -473,11 +424,6 @@ class PebbleServer(Pebble):
     def dns_server(self) -> str:
         """``host:port`` of the DNS server Pebble resolves names with."""
         return self._dns_server
-
-    @property
-    def challtestsrv_url(self) -> str | None:
-        """pebble-challtestsrv's management URL (http), or None with ``dns_server``."""
-        return self._challtestsrv_url
 
     @property
     def log_path(self) -> Path:
@@ -503,7 +449,7 @@ class PebbleServer(Pebble):
         if self._external_dns is None and challtestsrv is None:
             raise PebbleNotFound(
                 f"pebble-challtestsrv not found beside {binaries.pebble} or on PATH; "
-                + _INSTALL_HINT
+                + install_hint()
             )
         self._version = binaries.version
         self._dir = Path(tempfile.mkdtemp(prefix="acmelite-pebble-"))
@@ -740,6 +686,7 @@ class ExternalPebble(Pebble):
         http_port: int = 5002,
         tls_port: int = 5001,
         management_url: str | None = None,
+        challtestsrv_url: str | None = None,
         version: str = "external",
     ) -> None:
         super().__init__(
@@ -749,7 +696,22 @@ class ExternalPebble(Pebble):
             tls_port=tls_port,
             management_url=management_url,
             version=version,
+            challtestsrv_url=challtestsrv_url,
         )
+
+    def start(self: _T) -> _T:
+        """Check that the directory answers; nothing is started (raise ``PebbleStartError``)."""
+        url = self.directory_url
+        try:
+            response = _get(url, self.ca_bundle, timeout=10)
+        except requests.RequestException as exc:
+            raise PebbleStartError(
+                f"the external Pebble at {url} does not answer ({exc}); is it running? "
+                "(docker compose -f pebble-compose.yml up -d)"
+            ) from exc
+        if response.status_code != 200:
+            raise PebbleStartError(f"the external Pebble at {url} answered {response.status_code}")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ExternalPebble | None:
@@ -757,7 +719,8 @@ class ExternalPebble(Pebble):
 
         ``ACMELITE_TEST_PEBBLE_CA`` (required: PEM verifying Pebble's HTTPS, for the Docker image
         its test/certs/pebble.minica.pem), ``ACMELITE_TEST_PEBBLE_HTTP_PORT`` (5002),
-        ``ACMELITE_TEST_PEBBLE_TLS_PORT`` (5001), ``ACMELITE_TEST_PEBBLE_MANAGEMENT_URL``.
+        ``ACMELITE_TEST_PEBBLE_TLS_PORT`` (5001), ``ACMELITE_TEST_PEBBLE_MANAGEMENT_URL``,
+        ``ACMELITE_TEST_CHALLTESTSRV_URL`` (its DNS server's management API, if any).
         """
         env = os.environ if environ is None else environ
         url = env.get("ACMELITE_TEST_PEBBLE_URL", "")
@@ -781,4 +744,5 @@ class ExternalPebble(Pebble):
             http_port=http_port,
             tls_port=tls_port,
             management_url=env.get("ACMELITE_TEST_PEBBLE_MANAGEMENT_URL") or None,
+            challtestsrv_url=env.get("ACMELITE_TEST_CHALLTESTSRV_URL") or None,
         )

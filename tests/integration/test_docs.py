@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from acmelite.testing import PebbleBinaries
 from acmelite.testing.pebble import Pebble
 from tests.support import verify_chain
 
@@ -40,3 +41,15 @@ def test_library_example_issues_a_certificate(pebble: Pebble, tmp_path: Path) ->
     verify_chain(
         (tmp_path / "out" / "fullchain.pem").read_bytes(), pebble.roots(), "www.docs.acmelite.test"
     )
+
+
+def test_testing_example_without_pytest_runs(pebble_binaries: PebbleBinaries) -> None:
+    (example,) = [b for b in _python_blocks("testing.md") if "with PebbleServer(" in b]
+    probe = example + "\nprint('registered', c.account_url)\n"
+    env = {**os.environ, "ACMELITE_PEBBLE_BIN": str(pebble_binaries.pebble)}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"registered https://127\.0\.0\.1:\d+/my-account/\w+\n", proc.stdout)

@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 import requests
 from cryptography import x509
@@ -28,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 import acmelite.testing.pebble as pebble_module
 from acmelite.testing import (
+    ChallTestSrv,
     ExternalPebble,
     Pebble,
     PebbleError,
@@ -339,7 +343,7 @@ def test_port_clash_is_retried_with_fresh_ports(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_missing_binary_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(PebbleNotFound, match="scripts/install-pebble"):
+    with pytest.raises(PebbleNotFound, match=r"python -m acmelite\.testing install-pebble"):
         PebbleServer(pebble_bin=tmp_path / "pebble").start()
 
 
@@ -391,3 +395,59 @@ def test_free_ports_are_distinct_and_bindable() -> None:
         udp.bind(("127.0.0.1", free_port("udp")))
     with pytest.raises(ValueError, match="kind"):
         free_port("sctp")  # type: ignore[arg-type]
+
+
+def _answers(pebble: PebbleServer, name: str, rdtype: str = "A") -> tuple[str, list[str]]:
+    """(rcode, answers) from the DNS server Pebble resolves with."""
+    host, _, port = pebble.dns_server.rpartition(":")
+    query = dns.message.make_query(name, rdtype)
+    response = dns.query.udp(query, host, port=int(port), timeout=5)
+    values = [item.to_text() for rrset in response.answer for item in rrset]
+    return dns.rcode.to_text(response.rcode()), values
+
+
+def test_challtestsrv_records_and_reset(quiet_pebble: PebbleServer) -> None:
+    dns_api = quiet_pebble.challtestsrv
+    try:
+        dns_api.add_a("moved.harness.test", "127.0.0.9", "127.0.0.10")
+        dns_api.set_txt("_acme-challenge.harness.test", "one")
+        dns_api.set_txt("_acme-challenge.harness.test", "two")
+        dns_api.set_cname("alias.harness.test", "moved.harness.test")
+        dns_api.fail("broken.harness.test")
+        dns_api.set_default_ipv4("127.0.0.5")
+
+        assert sorted(_answers(quiet_pebble, "moved.harness.test")[1]) == [
+            "127.0.0.10",
+            "127.0.0.9",
+        ]
+        assert sorted(_answers(quiet_pebble, "_acme-challenge.harness.test", "TXT")[1]) == [
+            '"one"',
+            '"two"',
+        ]
+        assert "moved.harness.test." in _answers(quiet_pebble, "alias.harness.test")[1]
+        assert _answers(quiet_pebble, "broken.harness.test")[0] == "SERVFAIL"
+        assert _answers(quiet_pebble, "other.harness.test")[1] == ["127.0.0.5"]
+        assert len(dns_api.dns_queries("moved.harness.test")) >= 1
+    finally:
+        dns_api.reset()
+
+    assert _answers(quiet_pebble, "moved.harness.test")[1] == ["127.0.0.1"]
+    assert _answers(quiet_pebble, "_acme-challenge.harness.test", "TXT")[1] == []
+    assert _answers(quiet_pebble, "broken.harness.test") == ("NOERROR", ["127.0.0.1"])
+    assert _answers(quiet_pebble, "other.harness.test")[1] == ["127.0.0.1"]
+
+
+def test_challtestsrv_is_refused_for_a_pebble_with_another_dns(
+    quiet_pebble: PebbleServer,
+) -> None:
+    with (
+        PebbleServer(nonce_reject=0, dns_server=quiet_pebble.dns_server) as server,
+        pytest.raises(PebbleError, match="no pebble-challtestsrv as its DNS server"),
+    ):
+        _ = server.challtestsrv
+
+
+def test_challtestsrv_that_does_not_answer_is_named() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(PebbleError, match=f"pebble-challtestsrv {url}/add-a failed"):
+        ChallTestSrv(url).add_a("x.harness.test", "127.0.0.1")

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 import acmelite
+import acmelite.testing
 
 HEAVY = ("requests", "urllib3", "cryptography", "josepy", "dns")
 
@@ -34,6 +35,10 @@ def _imported_after(code: str) -> list[str]:
         "import acmelite",
         "import acmelite.cli; acmelite.cli.build_parser()",
         "from acmelite.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+        # the pytest plugin is loaded by every pytest run where acmelite is installed
+        "import acmelite.testing.pytest_plugin",
+        "import acmelite.testing; acmelite.testing.find_pebble; acmelite.testing.ChallTestSrv",
+        "from acmelite.testing.__main__ import build_parser; build_parser()",
     ],
 )
 def test_no_heavy_import_before_it_is_needed(code: str) -> None:
@@ -59,3 +64,11 @@ def test_star_import_gives_the_public_api() -> None:
     assert {n for n in namespace if not n.startswith("__")} | {"__version__"} == set(
         acmelite.__all__
     )
+
+
+def test_every_testing_name_resolves_and_is_listed() -> None:
+    for name in acmelite.testing.__all__:
+        assert getattr(acmelite.testing, name) is not None
+    assert set(acmelite.testing.__all__) <= set(dir(acmelite.testing))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = acmelite.testing.Nope  # type: ignore[attr-defined]
