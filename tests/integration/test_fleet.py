@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,11 +76,6 @@ def make_tree(
         result = run_cli([*argv, "--profile", profile, "-q"], capsys)
         assert result.code == 0, result.err
         dirs.append(root / out)
-    # Pebble indexes an order by its certificate's serial in a goroutine after the
-    # certificate is served; a renewal naming it in `replaces` before that fails with
-    # "could not find order resulting in the given certificate serial number". A moment
-    # lets the last one land (a race in the test CA only).
-    time.sleep(0.3)
     proxy.reset_counts()
     return dirs
 

@@ -288,6 +288,8 @@ def test_refused_replaces() -> None:
         problem("unauthorized", "requester account did not request the certificate being replaced")
     )
     assert refused_replaces(problem("malformed", "parsing ARI CertID failed"))
+    pebble = "could not find an order for the given certificate: could not find order resulting"
+    assert refused_replaces(problem("serverInternal", pebble + " in the given certificate serial"))
     assert not refused_replaces(problem("rejectedIdentifier", "example.test is forbidden"))
 
 
