@@ -192,31 +192,39 @@ class AccountStore:
 
 
 def retry_stale_account(
-    store: AccountStore, opener: Callable[[], AcmeClient], call: Callable[[AcmeClient], _T]
+    store: AccountStore,
+    opener: Callable[[], AcmeClient],
+    call: Callable[[AcmeClient], _T],
+    *,
+    close: bool = True,
 ) -> tuple[_T, AcmeClient]:
     """``call(opener())``, and the client it used (the caller closes it).
 
     If the CA says the stored account does not exist, the URL is forgotten and ``call``
     runs once more with a fresh ``opener()``, which looks the account up again (or creates
     it). The one place that recovers from a stale account URL, for issue and renew alike.
-    A failing ``call`` closes its client before the error propagates.
+    A failing ``call`` closes its client before the error propagates, unless ``close`` is
+    False (a client shared with other callers, which its owner closes).
     """
     client = opener()
     try:
         return call(client), client
     except ProblemError as exc:
-        client.close()
+        if close:
+            client.close()
         if exc.problem.short_type != "accountDoesNotExist" or not client.account_url:
             raise
         log.info("the CA no longer knows the stored account %s; looking it up again",
                  client.account_url)  # fmt: skip
     except BaseException:
-        client.close()
+        if close:
+            client.close()
         raise
     store.forget(client.directory_url)
     client = opener()
     try:
         return call(client), client
     except BaseException:
-        client.close()
+        if close:
+            client.close()
         raise

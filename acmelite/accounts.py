@@ -152,6 +152,11 @@ class AccountClient:
     # -- directory and account (RFC 8555 §7.1.1, §7.3) ----------------------------------
 
     @property
+    def known_directory(self) -> Directory | None:
+        """The directory if it was fetched already (never sends a request)."""
+        return self._directory
+
+    @property
     def directory(self) -> Directory:
         """The directory, fetched once per client."""
         with self._dir_lock:

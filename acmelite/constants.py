@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "CHALLENGE_TYPES",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "DNS_CHALLENGE_TYPES",
     "KEY_TYPES",
@@ -41,6 +42,9 @@ REVOCATION_REASONS: dict[str, int] = {
 #: Seconds a whole issuance (or one renewal) may take when no timeout is given: generous
 #: for dns-01 propagation, yet finite, so an order stuck at the CA cannot hang a cron job.
 DEFAULT_TIMEOUT = 600.0
+
+#: How many certificates one fleet run (``renew --all-under``) renews at once by default.
+DEFAULT_CONCURRENCY = 4
 
 
 def serial_hex(serial: int) -> str:

@@ -5,6 +5,10 @@ directory) builds on: the account of the configuration's key (stored URL, looked
 created), the solver built by :func:`~acmelite.solvers.registry.solver_for`, the order with
 ``replaces`` (RFC 9773 §5) and without it when the CA refuses, and one retry with a fresh
 account lookup when the stored account URL is stale. Nothing is installed here.
+
+Given a :class:`~acmelite.client_pool.SharedClient` (``shared=``), an :class:`Issuer` uses
+that client instead of opening its own, and never closes it: the certificates of a fleet
+that share a CA account share one client (:mod:`acmelite.fleet`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from .account_store import AccountStore, retry_stale_account
 from .challenges import AdvisingSolver, PreparedSolver, Solver
 from .client import AcmeClient, CertificateBundle, ExternalAccountBinding
+from .client_pool import SharedClient
 from .config import CertificateConfig
 from .csr import load_csr
 from .errors import AcmeliteError, InvalidInput, ProblemError
@@ -36,6 +41,9 @@ class Issuer:
 
     ``environ`` supplies solver options given as environment variables (default
     ``os.environ``; ``{}`` reads none).
+
+    With ``shared``, the client and the solver are that one's (see the module docstring):
+    never closed or released here.
     """
 
     def __init__(
@@ -47,6 +55,7 @@ class Issuer:
         agree_tos: bool = False,
         eab: ExternalAccountBinding | None = None,
         environ: Mapping[str, str] | None = None,
+        shared: SharedClient | None = None,
     ) -> None:
         self.config = config
         self.store = AccountStore(config.account_key)
@@ -54,6 +63,7 @@ class Issuer:
         self._insecure = insecure
         self._agree_tos, self._eab = agree_tos, eab
         self._environ = environ
+        self._shared = shared
         self.client: AcmeClient | None = None
         self.solver: Solver | None = None
         #: What answers where the CA offers no challenge of the configured type.
@@ -71,6 +81,11 @@ class Issuer:
         (:class:`~acmelite.challenges.PreparedSolver`), so a busy port fails before an
         account or order exists. Raises :class:`InvalidInput` (or the solver's error)."""
         if self.solver is None:
+            if self._shared is not None:  # the run's solvers: prepared once, released by it
+                self.solver, self.fallback = self._shared.solvers(
+                    self.config.challenge, self._environ
+                )
+                return self.solver
             solver, fallback = solvers_for(self.config.challenge, environ=self._environ)
             for one in (solver, fallback):
                 if isinstance(one, PreparedSolver):
@@ -79,6 +94,8 @@ class Issuer:
         return self.solver
 
     def open(self) -> AcmeClient:
+        if self._shared is not None:
+            return self._shared.client()
         if self.client is None:
             self.client = self._new()
         return self.client
@@ -100,9 +117,10 @@ class Issuer:
         if self.client is not None:
             self.client.close()
             self.client = None
-        for one in (self.solver, self.fallback):
-            if isinstance(one, PreparedSolver):
-                one.release()
+        if self._shared is None:
+            for one in (self.solver, self.fallback):
+                if isinstance(one, PreparedSolver):
+                    one.release()
         self.solver = self.fallback = None
 
     def issue(
@@ -140,6 +158,8 @@ class Issuer:
                 log.warning("the CA refused replaces=%s (%s); ordering without it", replaces, exc)
                 return order(client, None), None
 
+        if self._shared is not None:
+            return self._shared.call(attempt)
         if self.client is not None:
             self.client.close()
             self.client = None

@@ -22,7 +22,15 @@ Theory of operation — one :meth:`ManagedCertificate.renew`, the policy being
    (:func:`~acmelite.account_store.retry_stale_account`);
 5. install all files at once, write the Kubernetes Secret, reset the state, run the
    deploy hook (a failure is remembered, and retried on every later run); a failed
-   issuance keeps the old files and starts the back-off: ``failed``.
+   issuance keeps the old files and starts the back-off: ``failed``. A ``rateLimited``
+   answer is no failure of the certificate: it waits for the CA's ``Retry-After``
+   (``rate-limited``; the failure count and back-off stay as they were).
+
+For a fleet (:mod:`acmelite.fleet`), :meth:`ManagedCertificate.renew` takes a
+:class:`~acmelite.client_pool.SharedClient` (one client for every certificate of a CA
+account) and a ``before_order`` hook, asked once the certificate is due and before the
+order: it may hold the order back with a :class:`Hold` (the account's rate limit, the
+run's order budget), recorded in the state when it names an ``until``.
 
 Nothing here prints or reads the command line; progress goes to :mod:`logging`.
 """
@@ -33,13 +41,14 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 
 from .client import CertificateBundle, ExternalAccountBinding
+from .client_pool import SharedClient
 from .config import CONFIG_FILE, CertificateConfig, load_config, save_config
 from .constants import serial_hex
 from .csr import certificate_id, certificate_names
@@ -51,11 +60,13 @@ from .errors import (
     DirectoryLocked,
     InvalidInput,
     ProblemError,
+    RateLimitedError,
 )
 from .issuance import Issuer
 from .keys import PrivateKey, load_private_key
 from .models import RenewalInfo
 from .renewal import (
+    RATE_LIMIT_WAIT,
     Decision,
     RenewalState,
     ari_answered,
@@ -67,11 +78,14 @@ from .renewal import (
     window_json,
 )
 from .storage import OutputLock, atomic_write, check_output_dir, check_trusted
+from .transport import deadline_scope
 
 __all__ = [
     "STATE_FILE",
     "CleanupIncomplete",
     "DeployFailed",
+    "Hold",
+    "Inspection",
     "ManagedCertificate",
     "RenewalResult",
     "load_state",
@@ -115,10 +129,12 @@ class RenewalResult:
     """One certificate's renewal decision and outcome.
 
     ``status`` is ``renewed``, ``not-due``, ``failed``, ``skipped`` (another run holds the
-    lock), ``backing-off`` (waiting after failures; no request made) or, for a dry run,
-    ``due``. ``certificate`` is the new bundle when renewed; ``error`` the failure;
-    ``warnings`` what a person must act on before a later renewal fails (a dns-persist-01
-    record whose ``persistUntil`` is near).
+    lock), ``backing-off`` (waiting after failures, or for a CA's rate limit; no request
+    made), ``rate-limited`` (the CA refused the order for now; not a failure), for a dry run
+    ``due``, or what a ``before_order`` hook's :class:`Hold` said (``deferred``, ...).
+    ``certificate`` is the new bundle when renewed; ``error`` the failure; ``warnings``
+    what a person must act on before a later renewal fails (a dns-persist-01 record whose
+    ``persistUntil`` is near).
     """
 
     path: Path
@@ -156,6 +172,33 @@ class RenewalResult:
             "order_url": self.order_url,
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inspection:
+    """What :meth:`ManagedCertificate.inspect` read: the status ``result``, the ``state``
+    and ``certificate`` (None: no readable ``cert.pem``), and the ``decision`` (None while
+    backing off)."""
+
+    result: RenewalResult
+    state: RenewalState
+    certificate: x509.Certificate | None
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """A ``before_order`` hook's answer that stops an order: the result's ``status`` and
+    ``reason`` ("" keeps the decision's); with ``until``, no attempt before then
+    (``next_attempt`` in the state, which is not a failure)."""
+
+    status: str
+    reason: str = ""
+    until: dt.datetime | None = None
+
+
+#: ``before_order(certificate, decision)``: None to order, a :class:`Hold` not to.
+BeforeOrder = Callable[["ManagedCertificate", Decision], "Hold | None"]
 
 
 def save_state(directory: str | os.PathLike[str], state: RenewalState) -> None:
@@ -289,13 +332,20 @@ class ManagedCertificate:
         """Where this certificate stands, from its files alone (no request): ``status`` is
         what :meth:`renew` would do with the stored ARI answer — ``due``, ``not-due`` or
         ``backing-off``."""
+        return self.inspect(now=now).result
+
+    def inspect(self, *, now: dt.datetime | None = None) -> Inspection:
+        """:meth:`status` with the state and certificate it was read from (each file read
+        once: what an inventory of thousands of directories needs)."""
         now = now or now_utc()
         state, cert = self.state, self.certificate()
         base = self._result(cert, state)
         if state.next_attempt is not None and now < state.next_attempt:
-            return _backing_off(base, state, state.next_attempt)
+            result = _backing_off(base, state, state.next_attempt)
+            return Inspection(result=result, state=state, certificate=cert)
         decision = _decision(cert, state, now=now, force=False)
-        return _decided(base, decision, "due" if decision.due else "not-due")
+        result = _decided(base, decision, "due" if decision.due else "not-due")
+        return Inspection(result=result, state=state, certificate=cert, decision=decision)
 
     # -- renewal ------------------------------------------------------------------------------
 
@@ -307,28 +357,37 @@ class ManagedCertificate:
         reuse_key: bool = False,
         timeout: float | None = None,
         refresh_ari: bool = False,
+        shared: SharedClient | None = None,
+        before_order: BeforeOrder | None = None,
     ) -> RenewalResult:
         """Renew if due (see the module's theory of operation); never raises for the CA's,
         the network's or the files' failures: they are the ``failed`` result (``error``),
         and the old files keep serving. ``dry_run`` decides and changes nothing;
         ``refresh_ari`` asks for the ARI window even when the cached answer is fresh;
-        ``reuse_key`` keeps the private key; ``timeout`` bounds this renewal (seconds)."""
+        ``reuse_key`` keeps the private key; ``timeout`` bounds every request of this
+        renewal (seconds; default: the configuration's). ``shared`` is the client (and
+        solver) to use instead of ones of its own; ``before_order`` is asked before the
+        order, and may hold it back (:class:`Hold`)."""
+        timeout = timeout or self.config.timeout
         session = Issuer(self.config, insecure=self._insecure, environ=self._environ,
-                         timeout=timeout or self.config.timeout)  # fmt: skip
+                         timeout=timeout, shared=shared)  # fmt: skip
         try:
             options = {"force": force, "reuse_key": reuse_key, "refresh_ari": refresh_ari}
-            if dry_run:
-                return self._with_advice(session, self._renew(session, dry_run=True, **options))
-            try:
-                lock = OutputLock(self.path).__enter__()
-            except DirectoryLocked as exc:
-                return RenewalResult(path=self.path, status="skipped", reason=str(exc),
-                                     names=self.config.names)  # fmt: skip
-            try:
-                result = self._renew(session, dry_run=False, **options)
-            finally:
-                lock.__exit__(None, None, None)
-            return self._with_advice(session, result)
+            with deadline_scope(timeout):
+                if dry_run:
+                    result = self._renew(session, dry_run=True, before_order=None, **options)
+                    return self._with_advice(session, result)
+                try:
+                    lock = OutputLock(self.path).__enter__()
+                except DirectoryLocked as exc:
+                    return RenewalResult(path=self.path, status="skipped", reason=str(exc),
+                                         names=self.config.names)  # fmt: skip
+                try:
+                    result = self._renew(session, dry_run=False, before_order=before_order,
+                                         **options)  # fmt: skip
+                finally:
+                    lock.__exit__(None, None, None)
+                return self._with_advice(session, result)
         finally:
             session.close()
 
@@ -342,17 +401,19 @@ class ManagedCertificate:
         return replace(result, warnings=tuple(warnings)) if warnings else result
 
     def _renew(
-        self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool, refresh_ari: bool
-    ) -> RenewalResult:
+        self, session: Issuer, *, force: bool, dry_run: bool, reuse_key: bool, refresh_ari: bool,
+        before_order: BeforeOrder | None,
+    ) -> RenewalResult:  # fmt: skip
         now = now_utc()
         state, cert = self.state, self.certificate()
+        stored = state
         if cert is None:
             log.warning("%s: no readable cert.pem; renewing", self.path)
         if state.deploy_pending and cert is not None and not dry_run:
             failed = self._deploy_again(cert, state)
             if failed is not None:
                 return failed
-            state = self.state
+            state = stored = self.state
         base = self._result(cert, state)
         if not force and state.next_attempt is not None and now < state.next_attempt:
             return _backing_off(base, state, state.next_attempt)
@@ -360,11 +421,20 @@ class ManagedCertificate:
             state = self._refresh_ari(session, cert, state, now, force_fetch=refresh_ari)
         decision = _decision(cert, state, now=now, force=force)
         if not decision.due:
-            if not dry_run:
+            if not dry_run and state != stored:
                 save_state(self.path, state)
             return _decided(base, decision, "not-due")
         if dry_run:
             return _decided(base, decision, "due")
+        hold = before_order(self, decision) if before_order is not None else None
+        if hold is not None:
+            if hold.until is not None:
+                state = state.held(hold.until, hold.reason)
+            if state != stored:
+                save_state(self.path, state)
+            result = _decided(base, decision, hold.status)
+            return replace(result, reason=hold.reason or result.reason,
+                           next_check=hold.until or result.next_check)  # fmt: skip
         log.info("%s: due: %s", self.path, decision.reason)
         return self._reissue(session, cert, state, decision, reuse_key=reuse_key)
 
@@ -405,6 +475,19 @@ class ManagedCertificate:
             key = self._current_key() if reuse_key and self.config.csr is None else None
             bundle, replaced = session.issue(private_key=key, replaces=replaces)
             self._install(bundle)
+        except RateLimitedError as exc:
+            now = now_utc()
+            wait = (
+                RATE_LIMIT_WAIT
+                if exc.retry_after is None
+                else dt.timedelta(seconds=exc.retry_after)
+            )
+            state = state.held(now + wait, f"rate limited by the CA: {exc}")
+            save_state(self.path, state)
+            log.warning("%s: the CA refused the order for now; no attempt before %s: %s",
+                        self.path, _when(now + wait), exc)  # fmt: skip
+            return replace(base, status="rate-limited", reason=f"{decision.reason}; rate"
+                           f" limited: {exc}", next_check=now + wait, error=exc)  # fmt: skip
         except AcmeliteError as exc:
             state = state.failed(str(exc), now=now_utc())
             save_state(self.path, state)
@@ -507,10 +590,13 @@ def _decided(base: RenewalResult, decision: Decision, status: str) -> RenewalRes
 
 
 def _backing_off(base: RenewalResult, state: RenewalState, until: dt.datetime) -> RenewalResult:
-    reason = (
-        f"backing off until {_when(until)} after {state.failures} failed"
-        f" attempt(s); last error: {state.last_error}"
-    )
+    if state.hold_reason:
+        reason = f"waiting until {_when(until)}: {state.hold_reason}"
+    else:
+        reason = (
+            f"backing off until {_when(until)} after {state.failures} failed"
+            f" attempt(s); last error: {state.last_error}"
+        )
     return replace(base, status="backing-off", reason=reason, next_check=until)
 
 

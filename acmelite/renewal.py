@@ -15,9 +15,14 @@ Theory of operation — one decision per run (hourly from cron is the design poi
    so repeated runs (and ``--dry-run``) agree while a fleet of certificates spreads its
    load over the window. The certificate is due once that moment has passed (RFC 9773
    §4.2); a new window (the CA moved it, say after a revocation) gets a new moment.
-3. Without ARI, or when the ARI request fails, the certificate is due once a third of
-   its lifetime remains — half for certificates of ten days or less. The lifetime is read
-   from the certificate; 90 days is never assumed.
+3. Without ARI, or when the ARI request fails, the certificate is due at a moment drawn
+   in the *lifetime window*: the last twelfth of the lifetime before a third of it remains
+   (half for certificates of ten days or less). The draw is seeded by the certificate's
+   serial number, so it is stable per certificate like ARI's, and a fleet issued on one day
+   (or given one expiry second, as some CAs do) does not renew in one burst. The lifetime
+   is read from the certificate; 90 days is never assumed.
+4. When a new ARI window starts before the stored one did, the CA asked for early renewal
+   (a mass revocation moves every window into the past at once): the decision says so.
 """
 
 from __future__ import annotations
@@ -44,10 +49,12 @@ __all__ = [
     "backoff_delay",
     "decide",
     "lifetime_threshold",
+    "lifetime_window",
     "now_utc",
     "pick_moment",
     "refused_replaces",
     "shares_a_name",
+    "when",
     "window_json",
 ]
 
@@ -67,6 +74,11 @@ ARI_MAX_RECHECK = dt.timedelta(hours=24)
 ARI_RETRY_AFTER_FAILURE = dt.timedelta(hours=1)
 #: Certificates this short-lived renew at half their lifetime instead of a third.
 SHORT_LIVED = dt.timedelta(days=10)
+#: The lifetime window spans this share of the lifetime, ending at :func:`lifetime_threshold`.
+LIFETIME_WINDOW_SHARE = 12
+#: How long the certificates of an account wait after a ``rateLimited`` problem that named
+#: no ``Retry-After``.
+RATE_LIMIT_WAIT = dt.timedelta(hours=1)
 
 
 def now_utc() -> dt.datetime:
@@ -110,6 +122,8 @@ class AriRecord:
     window: RenewalInfo | None = None  # None: no ARI at this CA, or the request failed
     renew_at: dt.datetime | None = None
     error: str = ""
+    #: The window before this one, when the CA moved it earlier (an early-renewal request).
+    moved_from: RenewalInfo | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -119,6 +133,7 @@ class AriRecord:
             "window": window_json(self.window),
             "renew_at": _iso(self.renew_at),
             "error": self.error or None,
+            "moved_from": window_json(self.moved_from),
         }
 
     @classmethod
@@ -128,24 +143,26 @@ class AriRecord:
         cert_id = data.get("cert_id")
         if not isinstance(cert_id, str) or fetched is None or next_fetch is None:
             return None
-        window = None
-        raw = data.get("window")
-        if isinstance(raw, Mapping):
-            start, end = _time(raw, "start", source), _time(raw, "end", source)
-            url = raw.get("explanation_url")
-            if start is not None and end is not None:
-                window = RenewalInfo(
-                    start=start, end=end, explanation_url=url if isinstance(url, str) else ""
-                )
         error = data.get("error")
         return cls(
             cert_id=cert_id,
             fetched=fetched,
             next_fetch=next_fetch,
-            window=window,
+            window=_window_from_json(data.get("window"), source),
             renew_at=_time(data, "renew_at", source),
             error=error if isinstance(error, str) else "",
+            moved_from=_window_from_json(data.get("moved_from"), source),
         )
+
+
+def _window_from_json(raw: object, source: str) -> RenewalInfo | None:
+    if not isinstance(raw, Mapping):
+        return None
+    start, end = _time(raw, "start", source), _time(raw, "end", source)
+    url = raw.get("explanation_url")
+    if start is None or end is None:
+        return None
+    return RenewalInfo(start=start, end=end, explanation_url=url if isinstance(url, str) else "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +176,9 @@ class RenewalState:
     next_attempt: dt.datetime | None = None
     deploy_pending: bool = False
     last_renewal: dt.datetime | None = None
+    #: Why ``next_attempt`` is set when it is not a back-off after failures (a CA's rate
+    #: limit on the account, say); "" after a failure.
+    hold_reason: str = ""
 
     def failed(self, error: str, *, now: dt.datetime) -> RenewalState:
         """One more consecutive failure; the next attempt waits per :data:`BACKOFF`."""
@@ -169,7 +189,13 @@ class RenewalState:
             last_error=error,
             last_failure=now,
             next_attempt=now + backoff_delay(failures),
+            hold_reason="",
         )
+
+    def held(self, until: dt.datetime, reason: str) -> RenewalState:
+        """No attempt before ``until``, for ``reason``; not a failure (the count stays)."""
+        later = until if self.next_attempt is None else max(until, self.next_attempt)
+        return replace(self, next_attempt=later, hold_reason=reason)
 
     @classmethod
     def from_json(cls, data: object, *, source: str) -> RenewalState:
@@ -192,6 +218,7 @@ class RenewalState:
                 next_attempt=_time(data, "next_attempt", source),
                 deploy_pending=data.get("deploy_pending") is True,
                 last_renewal=_time(data, "last_renewal", source),
+                hold_reason=hold if isinstance(hold := data.get("hold_reason"), str) else "",
             )
         except InvalidInput as exc:
             log.warning("ignoring %s: %s", source, exc)
@@ -207,6 +234,7 @@ class RenewalState:
             "next_attempt": _iso(self.next_attempt),
             "deploy_pending": self.deploy_pending,
             "last_renewal": _iso(self.last_renewal),
+            "hold_reason": self.hold_reason or None,
         }
 
 
@@ -225,6 +253,19 @@ def lifetime_threshold(cert: x509.Certificate) -> dt.datetime:
     return cert.not_valid_after_utc - lifetime / share
 
 
+def lifetime_window(cert: x509.Certificate) -> RenewalInfo:
+    """The due window of a certificate without ARI: the twelfth of its lifetime that ends
+    at :func:`lifetime_threshold` (a 90-day certificate: days 52.5 to 60)."""
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    end = lifetime_threshold(cert)
+    return RenewalInfo(start=end - lifetime / LIFETIME_WINDOW_SHARE, end=end)
+
+
+def _lifetime_seed(cert: x509.Certificate) -> str:
+    """Unique per certificate (a CA never reuses a serial), cheap to read."""
+    return f"{cert.serial_number:x} {cert.not_valid_before_utc.timestamp():.0f}"
+
+
 def pick_moment(window: RenewalInfo, *, seed: str = "") -> dt.datetime:
     """A uniformly random moment in ``window`` (RFC 9773 §4.2 step 1).
 
@@ -233,10 +274,13 @@ def pick_moment(window: RenewalInfo, *, seed: str = "") -> dt.datetime:
     the run that follows, while different certificates still spread over the window.
     """
     span = (window.end - window.start).total_seconds()
-    material = f"{seed} {window.start.isoformat()} {window.end.isoformat()}".encode()
-    # Not for secrecy: the draw only spreads renewals over the window.
-    draw = random.Random(hashlib.sha256(material).digest()) if seed else random.Random()  # noqa: S311
-    return window.start + dt.timedelta(seconds=draw.uniform(0.0, span))
+    if seed:
+        material = f"{seed} {window.start.isoformat()} {window.end.isoformat()}".encode()
+        draw = int.from_bytes(hashlib.sha256(material).digest()[:8], "big") / 2**64
+    else:
+        # Not for secrecy: the draw only spreads renewals over the window.
+        draw = random.random()  # noqa: S311
+    return window.start + dt.timedelta(seconds=draw * span)
 
 
 def _recheck_after(retry_after: float | None, default: dt.timedelta) -> dt.timedelta:
@@ -271,11 +315,17 @@ def ari_answered(
     now: dt.datetime,
 ) -> AriRecord:
     """The record for a renewalInfo answer: the moment picked before is kept while the
-    window stands; a moved window (a revocation, say) gets a new one (RFC 9773 §4.2)."""
+    window stands; a moved window (a revocation, say) gets a new one (RFC 9773 §4.2), and
+    one moved earlier remembers where it was (``moved_from``)."""
     renew_at = None
+    moved_from = None
     if previous is not None and previous.cert_id == cert_id and previous.window is not None:
         same = (previous.window.start, previous.window.end) == (window.start, window.end)
         renew_at = previous.renew_at if same else None
+        if same:
+            moved_from = previous.moved_from
+        elif window.start < previous.window.start:
+            moved_from = previous.window
     if renew_at is None:
         renew_at = pick_moment(window, seed=cert_id)
     default = ARI_MAX_RECHECK / 4  # 6 hours, as Let's Encrypt sends
@@ -285,6 +335,7 @@ def ari_answered(
         next_fetch=now + _recheck_after(retry_after, default),
         window=window,
         renew_at=renew_at,
+        moved_from=moved_from,
     )
 
 
@@ -296,16 +347,24 @@ class Decision:
     reason: str
     next_check: dt.datetime
     renew_at: dt.datetime | None = None
-    window: RenewalInfo | None = None
+    window: RenewalInfo | None = None  # the ARI window, when the CA's answer decided
+    lifetime_window: RenewalInfo | None = None  # the window of the lifetime rule, when it did
 
 
 def _when(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    """``2026-11-23 12:00 UTC`` (formatted by hand: strftime costs more than the rest of a
+    decision, and an inventory makes thousands)."""
+    v = value.astimezone(dt.timezone.utc)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d} UTC"
 
 
 def _days(delta: dt.timedelta) -> str:
     days = delta.total_seconds() / 86400
     return f"{days:.0f} days" if days >= 2 else f"{delta.total_seconds() / 3600:.0f} hours"
+
+
+#: The one format of a moment in reasons and listings.
+when = _when
 
 
 def decide(
@@ -328,6 +387,12 @@ def decide(
         return Decision(due=True, reason=f"expired {_when(not_after)}", next_check=now)
     if window is not None and ari is not None and ari.renew_at is not None:
         span = f"ARI window {_when(window.start)} .. {_when(window.end)}"
+        if ari.moved_from is not None:
+            was = f"{_when(ari.moved_from.start)} .. {_when(ari.moved_from.end)}"
+            span = f"the CA asked for early renewal: window now {_when(window.start)} .."
+            span += f" {_when(window.end)} (was {was})"
+            if window.explanation_url:
+                span += f", see {window.explanation_url}"
         if now >= ari.renew_at:
             return Decision(
                 due=True,
@@ -343,17 +408,25 @@ def decide(
             renew_at=ari.renew_at,
             window=window,
         )
-    threshold = lifetime_threshold(cert)
+    spread = lifetime_window(cert)
+    moment = pick_moment(spread, seed=_lifetime_seed(cert))
     share = "half" if lifetime <= SHORT_LIVED else "a third"
-    rule = f"{_days(lifetime)} lifetime, due when {share} remains ({_when(threshold)})"
+    rule = (
+        f"{_days(lifetime)} lifetime, due before {share} remains ({_when(spread.end)}),"
+        f" at {_when(moment)}"
+    )
     if ari is not None and ari.error:
         rule += "; ARI failed"
-    if now >= threshold:
-        return Decision(due=True, reason=rule, next_check=now, renew_at=threshold)
-    next_check = threshold
+    if now >= moment:
+        return Decision(
+            due=True, reason=rule, next_check=now, renew_at=moment, lifetime_window=spread
+        )
+    next_check = moment
     if ari is not None and ari.error:
         next_check = min(next_check, ari.next_fetch)
-    return Decision(due=False, reason=rule, next_check=next_check, renew_at=threshold)
+    return Decision(
+        due=False, reason=rule, next_check=next_check, renew_at=moment, lifetime_window=spread
+    )
 
 
 def shares_a_name(names: Sequence[str], cert_names: Sequence[str]) -> bool:
@@ -362,9 +435,15 @@ def shares_a_name(names: Sequence[str], cert_names: Sequence[str]) -> bool:
 
 
 def refused_replaces(exc: ProblemError) -> bool:
-    """True for a newOrder problem about ``replaces`` (RFC 9773 §5: alreadyReplaced, ...)."""
+    """True for a newOrder problem about ``replaces`` (RFC 9773 §5: alreadyReplaced, ...).
+
+    A CA that cannot find the certificate ``replaces`` names refused it as surely: Pebble
+    2.10 answers "could not find an order for the given certificate" for about one
+    certificate in 200 (a defect of the test CA, the same certificate every time), and an
+    order without ``replaces`` goes through."""
     problem = exc.problem
     if problem.short_type == "alreadyReplaced":
         return True
     text = f"{problem.detail} {problem.title}".lower()
-    return any(word in text for word in ("replace", "ari ", "certid", "renewal"))
+    words = ("replace", "ari ", "certid", "renewal", "the given certificate")
+    return any(word in text for word in words)

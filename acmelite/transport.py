@@ -47,8 +47,9 @@ import socket
 import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,6 +79,7 @@ __all__ = [
     "NoncePool",
     "Response",
     "Transport",
+    "deadline_scope",
     "parse_retry_after",
 ]
 
@@ -86,6 +88,29 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"acmelite/{__version__} python-requests/{requests.__version__}"
 JOSE_JSON = "application/jose+json"
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+#: The deadline of the :func:`deadline_scope` the current thread (or task) is in.
+_SCOPE_DEADLINE: ContextVar[float | None] = ContextVar("acmelite_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[None]:
+    """No request sent from this thread inside the block starts after ``seconds`` from now
+    (with any :attr:`Transport.deadline` too; nested scopes keep the earlier end).
+
+    How one job's time is bounded on a transport that several threads share: each thread
+    sets its own scope, and :attr:`Transport.deadline` stays the bound of the whole client.
+    """
+    if seconds is None:
+        yield
+        return
+    end = time.monotonic() + seconds
+    outer = _SCOPE_DEADLINE.get()
+    token = _SCOPE_DEADLINE.set(end if outer is None else min(outer, end))
+    try:
+        yield
+    finally:
+        _SCOPE_DEADLINE.reset(token)
+
 
 #: The largest JSON answer read (directory, account, order, authorization, problem): 1 MiB.
 MAX_JSON_BYTES = 1 << 20
@@ -265,6 +290,8 @@ class Transport:
         self._session.mount("http://", adapter)
         self._count_lock = threading.Lock()
         self.request_count = 0
+        #: Responses received, by (method, URL).
+        self.requests: Counter[tuple[str, str]] = Counter()
 
     def close(self) -> None:
         self._session.close()
@@ -401,10 +428,10 @@ class Transport:
         return wait
 
     def _deadline(self, deadline: float | None) -> float | None:
-        """The earlier of a request's own deadline and :attr:`deadline`."""
-        if self.deadline is None or deadline is None:
-            return self.deadline if deadline is None else deadline
-        return min(deadline, self.deadline)
+        """The earliest of a request's own deadline, :attr:`deadline` and the thread's
+        :func:`deadline_scope`."""
+        bounds = [d for d in (deadline, self.deadline, _SCOPE_DEADLINE.get()) if d is not None]
+        return min(bounds) if bounds else None
 
     # -- the wire -------------------------------------------------------------------
 
@@ -508,6 +535,7 @@ class Transport:
                 continue
             with self._count_lock:
                 self.request_count += 1
+                self.requests[method, url] += 1
             self.nonces.put(raw.headers.get("Replay-Nonce"))
             log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(content))
             location = raw.headers.get("Location")

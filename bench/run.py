@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help_times=help_times,
         elapsed=time.time() - started,
     )
-    args.out.write_text(report, encoding="utf-8")
+    args.out.write_text(report + kept_sections(args.out), encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
     if args.json:
         raw = {
@@ -194,6 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(raw, indent=1), encoding="utf-8")
     return 0
+
+
+def kept_sections(out: Path) -> str:
+    """The section another bench wrote into ``out`` (bench/fleet.py's), to keep."""
+    begin, end = "<!-- fleet:begin -->", "<!-- fleet:end -->"
+    text = out.read_text(encoding="utf-8") if out.exists() else ""
+    if begin not in text or end not in text:
+        return ""
+    return "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 # -- running ---------------------------------------------------------------------------

@@ -24,7 +24,17 @@ from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, j
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("issue", "renew", "check", "account", "persist", "revoke", "plugins", "completion")
+SUBCOMMANDS = (
+    "issue",
+    "renew",
+    "listing",
+    "check",
+    "account",
+    "persist",
+    "revoke",
+    "plugins",
+    "completion",
+)
 
 _EPILOG = """examples:
   acmelite issue -d example.com -d www.example.com --agree-tos --webroot /var/www/html \\

@@ -47,8 +47,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("acmelite.solvers", "acmelite.verify"),
     ("acmelite.accounts", "acmelite.client"),
     ("acmelite.account_store", "acmelite.config"),
+    ("acmelite.client_pool",),
     ("acmelite.issuance",),
     ("acmelite.managed",),
+    ("acmelite.inventory", "acmelite.fleet"),
+    ("acmelite.metrics",),
     ("acmelite.cli", "acmelite.testing", "acmelite.__main__"),
 ]
 

@@ -45,6 +45,7 @@ from acmelite.renewal import (
     backoff_delay,
     decide,
     lifetime_threshold,
+    lifetime_window,
     pick_moment,
     refused_replaces,
 )
@@ -123,10 +124,17 @@ def test_lifetime_threshold_never_assumes_90_days(days: float, due_after_days: f
 
 def test_decide_by_lifetime() -> None:
     cert = make_cert(days=6)
+    # The lifetime window: the twelfth of the lifetime that ends when half remains.
+    window = lifetime_window(cert)
+    assert (window.start, window.end) == (NOW + dt.timedelta(days=2.5), NOW + dt.timedelta(days=3))
     early = decide(cert, now=NOW + dt.timedelta(days=2))
     assert not early.due
-    assert early.next_check == NOW + dt.timedelta(days=3)
-    assert "6 days lifetime, due when half remains" in early.reason
+    assert early.renew_at is not None and window.start <= early.renew_at <= window.end
+    assert early.next_check == early.renew_at
+    assert early.lifetime_window == window and early.window is None
+    assert "6 days lifetime, due before half remains" in early.reason
+    assert not decide(cert, now=early.renew_at - dt.timedelta(seconds=1)).due
+    assert decide(cert, now=early.renew_at).due
     assert decide(cert, now=NOW + dt.timedelta(days=3)).due
     expired = decide(cert, now=NOW + dt.timedelta(days=7))
     assert expired.due and "expired" in expired.reason
@@ -280,6 +288,8 @@ def test_refused_replaces() -> None:
         problem("unauthorized", "requester account did not request the certificate being replaced")
     )
     assert refused_replaces(problem("malformed", "parsing ARI CertID failed"))
+    pebble = "could not find an order for the given certificate: could not find order resulting"
+    assert refused_replaces(problem("serverInternal", pebble + " in the given certificate serial"))
     assert not refused_replaces(problem("rejectedIdentifier", "example.test is forbidden"))
 
 
@@ -477,7 +487,7 @@ def test_renew_unreachable_ca_falls_back_to_lifetime(
     assert result.code == 0, result.err
     (decision,) = json.loads(result.out)["certificates"]
     assert decision["status"] == "not-due"
-    assert "6 days lifetime, due when half remains" in decision["reason"]
+    assert "6 days lifetime, due before half remains" in decision["reason"]
     assert "no ARI" in result.err and "cannot reach" in result.err
 
 

@@ -1,0 +1,368 @@
+"""Fleets against Pebble behind the counting FaultProxy: one client per CA account, the
+inventory, the metrics file, the mass-revocation case, rate limits and the order budget.
+
+Every certificate tree here is issued through the proxy, so every request a fleet run sends
+is counted there (``proxy.counts()``), and a fault the proxy injects (``rateLimited`` with
+``Retry-After`` on the Nth newOrder) reaches the run as a real CA's would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
+
+from acmelite.fleet import Fleet
+from acmelite.inventory import discover, inventory
+from acmelite.managed import STATE_FILE
+from acmelite.testing.pebble import Pebble
+from acmelite.testing.proxy import Fault, FaultProxy, On
+from tests.integration.test_renew import set_renewal_info, window_in_the_past
+from tests.support import issue_argv, run_cli
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def proxy(pebble: Pebble) -> Iterator[FaultProxy]:
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as running:
+        yield running
+
+
+@pytest.fixture
+def counting(proxy: FaultProxy) -> Iterator[FaultProxy]:
+    proxy.clear()
+    proxy.reset_counts()
+    try:
+        yield proxy
+    finally:
+        proxy.clear()
+
+
+def make_tree(
+    pebble: Pebble,
+    proxy: FaultProxy,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    n: int,
+    *,
+    profiles: tuple[str, ...] = (),
+) -> list[Path]:
+    """``n`` certificate directories ``root/certs/team-i/svc`` issued through the proxy
+    (``profiles[i]``, else ``default``)."""
+    dirs = []
+    for i in range(n):
+        out = f"certs/team-{i}/svc"
+        argv = issue_argv(
+            pebble,
+            root,
+            f"svc{i}.fleet.test",
+            out=out,
+            directory_url=proxy.directory_url,
+            ca_bundle=proxy.ca_bundle,
+        )
+        profile = profiles[i] if i < len(profiles) else "default"
+        result = run_cli([*argv, "--profile", profile, "-q"], capsys)
+        assert result.code == 0, result.err
+        dirs.append(root / out)
+    proxy.reset_counts()
+    return dirs
+
+
+def renew(
+    capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, list[dict[str, object]], str]:
+    result = run_cli(["renew", "--json", *args], capsys)
+    document = json.loads(result.out)
+    assert document["ok"] is (result.code != 1)
+    return result.code, document["certificates"], result.err
+
+
+def by_dir(results: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {str(r["dir"]): r for r in results}
+
+
+def expire_ari_cache(out: Path) -> None:
+    """As if the CA's Retry-After had passed: the stored ARI answer is stale now."""
+    state = json.loads((out / STATE_FILE).read_text())
+    past = (dt.datetime.now(UTC) - dt.timedelta(minutes=1)).isoformat()
+    state["ari"]["next_fetch"] = past
+    (out / STATE_FILE).write_text(json.dumps(state))
+
+
+def serial(out: Path) -> int:
+    return x509.load_pem_x509_certificate((out / "cert.pem").read_bytes()).serial_number
+
+
+def requests_by_kind(proxy: FaultProxy) -> Counter[str]:
+    return Counter(kind for (_, kind) in proxy.counts().elements())
+
+
+def new_orders(proxy: FaultProxy) -> Counter[int]:
+    """newOrder answers by status: 201 placed, 429 refused (Pebble's own badNonce is 400,
+    and the request is sent again: counting answers keeps the tests exact all the same)."""
+    return Counter(e.status for e in proxy.requests if proxy.kind_of(e.path) == "newOrder")
+
+
+def test_fleet_shares_one_client_caches_ari_and_renews_on_a_moved_window(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 4)
+    root = str(tmp_path / "certs")
+
+    # First pass: one directory fetch for all four (one shared client), one ARI GET each.
+    code, results, err = renew(capsys, "--all-under", root, "--concurrency", "4")
+    assert code == 0, err
+    assert [r["status"] for r in results] == ["not-due"] * 4
+    assert sorted(str(r["dir"]) for r in results) == sorted(str(d) for d in dirs)
+    kinds = requests_by_kind(counting)
+    assert kinds == Counter({"directory": 1, "renewalInfo": 4}), kinds
+    assert "4 not-due (5 request(s))" in err
+
+    # Second pass: the stored answers are fresh: not a single request.
+    counting.reset_counts()
+    code, results, _ = renew(capsys, "--all-under", root, "--concurrency", "4")
+    assert code == 0 and [r["status"] for r in results] == ["not-due"] * 4
+    assert counting.requests == []
+
+    # The CA moves two windows into the past (a mass revocation). Within Retry-After the
+    # run does not see it (no request); once the stored answer is stale, it does, at once.
+    old = {d: serial(d) for d in dirs}
+    for d in dirs[:2]:
+        window_in_the_past(pebble, d)
+    code, results, _ = renew(capsys, "--all-under", root)
+    assert code == 0 and counting.requests == []
+    for d in dirs:
+        expire_ari_cache(d)
+    counting.reset_counts()
+    code, results, err = renew(capsys, "--all-under", root, "--concurrency", "4")
+    assert code == 3, err
+    found = by_dir(results)
+    for d in dirs[:2]:
+        assert found[str(d)]["status"] == "renewed"
+        assert "the CA asked for early renewal: window now" in str(found[str(d)]["reason"])
+        assert serial(d) != old[d]
+    for d in dirs[2:]:
+        assert found[str(d)]["status"] == "not-due"
+        assert serial(d) == old[d]
+    kinds = requests_by_kind(counting)
+    assert kinds["directory"] == 1, kinds  # still one client for the whole run
+    assert new_orders(counting)[201] == 2 and kinds["renewalInfo"] == 4
+    # One nonce pool: a newNonce only for each order that found the pool empty at its start.
+    assert kinds["newNonce"] <= 2
+    assert "2 renewed, 2 not-due" in err
+
+
+def test_list_and_metrics_describe_the_tree_without_a_request(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 3)
+    broken = tmp_path / "certs" / "broken"
+    broken.mkdir()
+    (broken / "renewal.json").write_text("{not json")
+    metrics = tmp_path / "acmelite.prom"
+    code, _, _ = renew(
+        capsys, "--all-under", str(tmp_path / "certs"), "--metrics-file", str(metrics)
+    )
+    assert code == 1  # the broken directory failed; the others were looked at all the same
+    counting.reset_counts()
+
+    result = run_cli(["list", "--json", "--all-under", str(tmp_path / "certs")], capsys)
+    assert result.code == 1  # an unreadable directory
+    assert counting.requests == []
+    records = by_dir(json.loads(result.out))
+    assert records[str(broken)]["status"] == "unreadable"
+    assert "cannot read" in str(records[str(broken)]["error"])
+    for d in dirs:
+        rec = records[str(d)]
+        cert = x509.load_pem_x509_certificate((d / "cert.pem").read_bytes())
+        assert rec["serial"] == format(cert.serial_number, "x")
+        assert rec["not_after"] == cert.not_valid_after_utc.isoformat()
+        assert rec["not_before"] == cert.not_valid_before_utc.isoformat()
+        assert rec["issuer"] and "Pebble" in str(rec["issuer"])
+        assert rec["profile"] == "default" and rec["status"] == "not-due"
+        window = rec["renewal_window"]
+        assert isinstance(window, dict) and window["source"] == "ari"
+        assert window["start"] <= str(rec["renew_at"]) <= window["end"]
+        assert rec["failures"] == 0 and rec["deploy_pending"] is False
+        assert rec["last_renewal"] is not None
+
+    # The text exposition, read by Prometheus' own parser.
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    not_after = {
+        s.labels["dir"]: s.value for s in families["acmelite_certificate_not_after_seconds"].samples
+    }
+    for d in dirs:
+        rec = records[str(d)]
+        assert not_after[str(d)] == dt.datetime.fromisoformat(str(rec["not_after"])).timestamp()
+    sample = families["acmelite_certificate_renewal_window_start_seconds"].samples[0]
+    assert set(sample.labels) == {"dir", "common_name", "issuer"}
+    assert sample.labels["common_name"].endswith(".fleet.test")
+    run = {s.labels["result"]: s.value for s in families["acmelite_run_certificates"].samples}
+    assert run["not-due"] == 3 and run["failed"] == 1 and run["renewed"] == 0
+    sent = {s.labels["endpoint"]: s.value for s in families["acmelite_acme_requests"].samples}
+    assert sent["renewalInfo"] == 3 and sent["directory"] == 1 and sent["newOrder"] == 0
+    status = {s.labels["status"]: s.value for s in families["acmelite_certificates"].samples}
+    assert status["unreadable"] == 1 and status["not-due"] == 3
+    assert families["acmelite_run_timestamp_seconds"].samples[0].value > 0
+    assert {s.value for s in families["acmelite_renewal_consecutive_failures"].samples} == {0}
+
+    # list --expiring-within: quiet and 0 when nothing expires that soon; the readable
+    # tree only, so the broken directory goes.
+    shutil.rmtree(broken)
+    quiet = run_cli(
+        ["list", "--all-under", str(tmp_path / "certs"), "--expiring-within", "30"], capsys
+    )
+    assert quiet.code == 0 and quiet.out == ""
+    loud = run_cli(
+        ["list", "--all-under", str(tmp_path / "certs"), "--expiring-within", "100"], capsys
+    )
+    assert loud.code == 1
+    assert sorted(line.split(":")[0] for line in loud.out.splitlines()) == sorted(map(str, dirs))
+    assert "3 of 3 certificate(s) expire within 100 days" in loud.err
+
+
+def test_rate_limited_account_stops_new_orders_for_the_run(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 4)
+    old = {d: serial(d) for d in dirs}
+    # The CA answers rateLimited, Retry-After one hour, to every 2nd new order.
+    counting.inject(
+        Fault.error(
+            429, retry_after=3600, on=On(method="POST", kind="newOrder", nth=2, every=2, times=None)
+        )
+    )
+    started = dt.datetime.now(UTC)
+    code, results, err = renew(capsys, *map(str, dirs), "--force", "--concurrency", "1")
+    statuses = Counter(str(r["status"]) for r in results)
+    placed = new_orders(counting)
+    # One refusal, and not one new order after it; what was placed was renewed.
+    assert placed[429] == 1, placed
+    assert statuses["renewed"] == placed[201] and statuses["failed"] == 0, statuses
+    assert statuses["rate-limited"] == 4 - placed[201] >= 3
+    assert code == (3 if statuses["renewed"] else 0), err  # a rate limit is not a failure
+    assert "rate-limited the account" in err
+    for r, d in zip(results, dirs, strict=True):
+        state = json.loads((d / STATE_FILE).read_text())
+        if r["status"] == "renewed":
+            assert serial(d) != old[d]
+            continue
+        assert serial(d) == old[d]
+        assert state["failures"] == 0  # not counted as a failure of each certificate
+        until = dt.datetime.fromisoformat(state["next_attempt"])
+        assert dt.timedelta(minutes=59) < until - started < dt.timedelta(minutes=61)
+        assert "rate" in state["hold_reason"]
+    # The next run (no --force) waits: no request at all for the held certificates.
+    counting.clear()
+    counting.reset_counts()
+    held = [d for r, d in zip(results, dirs, strict=True) if r["status"] == "rate-limited"]
+    code, again, _ = renew(capsys, *map(str, held))
+    assert code == 0
+    assert {r["status"] for r in again} == {"backing-off"}
+    assert all("waiting until" in str(r["reason"]) for r in again)
+    assert counting.requests == []
+
+
+def test_concurrent_rate_limit_bounds_orders_in_flight(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From the 3rd new order on, the CA refuses: with 2 threads, at most one refusal per
+    thread; every other due certificate waits without a request."""
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 6)
+    counting.inject(
+        Fault.error(429, retry_after=600, on=On(method="POST", kind="newOrder", nth=3, times=None))
+    )
+    code, results, err = renew(capsys, *map(str, dirs), "--force", "--concurrency", "2")
+    statuses = Counter(str(r["status"]) for r in results)
+    placed = new_orders(counting)
+    assert 1 <= placed[429] <= 2, placed
+    assert statuses["renewed"] == placed[201] <= 2, (statuses, placed)
+    assert statuses["renewed"] + statuses["rate-limited"] == 6 and statuses["failed"] == 0
+    assert code == (3 if statuses["renewed"] else 0), err
+
+
+def test_max_orders_defers_the_rest_soonest_expiry_first(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 3, profiles=("shortlived",))
+    for d in dirs:
+        window_in_the_past(pebble, d)
+    # The 6-day certificate expires first; list it last, so the order is the fleet's.
+    code, results, err = renew(capsys, *map(str, reversed(dirs)), "--max-orders", "1")
+    assert code == 3, err
+    found = by_dir(results)
+    assert found[str(dirs[0])]["status"] == "renewed"  # the soonest expiry went first
+    for d in dirs[1:]:
+        assert found[str(d)]["status"] == "deferred"
+        assert "limit of 1 new order" in str(found[str(d)]["reason"])
+        assert json.loads((d / STATE_FILE).read_text())["next_attempt"] is None
+    assert new_orders(counting)[201] == 1
+    # The next run renews the deferred ones: nothing held them.
+    code, results, _ = renew(capsys, *map(str, dirs[1:]))
+    assert code == 3 and {r["status"] for r in results} == {"renewed"}
+
+
+def test_dry_run_over_a_fleet_orders_nothing(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 2)
+    now = dt.datetime.now(UTC)
+    set_renewal_info(pebble, dirs[0], now - dt.timedelta(hours=3), now - dt.timedelta(hours=2))
+    before = {d: sorted(p.name for p in d.iterdir()) for d in dirs}
+    code, results, _ = renew(capsys, "--all-under", str(tmp_path / "certs"), "--dry-run")
+    assert code == 0
+    assert by_dir(results)[str(dirs[0])]["status"] == "due"
+    assert by_dir(results)[str(dirs[1])]["status"] == "not-due"
+    assert requests_by_kind(counting)["newOrder"] == 0
+    assert {d: sorted(p.name for p in d.iterdir()) for d in dirs} == before
+
+
+def test_library_fleet_and_inventory(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 2)
+    found = discover(roots=[tmp_path / "certs"])
+    assert sorted(found) == sorted(dirs)
+    window_in_the_past(pebble, dirs[1])
+    report = Fleet(found, concurrency=2).renew()
+    assert report.counts()["renewed"] == 1 and report.counts()["not-due"] == 1
+    assert report.orders == 1 and report.requests["newOrder"] >= 1  # + Pebble's badNonce
+    assert report.requests["directory"] == 1
+    records = {r.path: r for r in inventory(found)}
+    assert records[dirs[1]].last_renewal is not None
+    assert records[dirs[1]].serial == format(serial(dirs[1]), "x")
+
+
+def test_the_python_example_of_renewal_md(pebble: Pebble, tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "renewal.md").read_text()
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "Fleet(" in b]
+    env = {
+        **os.environ,
+        "ACME_DIRECTORY": pebble.directory_url,
+        "ACME_CA_BUNDLE": pebble.ca_bundle,
+        "HTTP_PORT": str(pebble.http_port),
+        "ROOT": str(tmp_path),
+    }
+    proc = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("shop not-due ARI window") and lines[1].startswith("web not-due")
+    assert lines[2] == "2 not due; 3 requests"  # one directory fetch, two ARI answers
+    assert lines[3] == "2 certificates, 0 expiring within 14 days"
+    families = {
+        f.name for f in text_string_to_metric_families((tmp_path / "acmelite.prom").read_text())
+    }
+    assert "acmelite_certificate_not_after_seconds" in families
