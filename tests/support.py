@@ -39,6 +39,16 @@ def run_cli(argv: Sequence[str], capsys: object) -> CliResult:
     return CliResult(code, captured.out, captured.err)
 
 
+def default_signals() -> None:
+    """``preexec_fn`` for a child that a test will signal: SIGINT, SIGTERM and SIGHUP at
+    their defaults. A test run started in the background of a non-interactive shell (or
+    under nohup) inherits them ignored, and Python keeps an ignored SIGINT ignored."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def run_cli_subprocess(
     argv: Sequence[str],
     *,

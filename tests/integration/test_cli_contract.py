@@ -29,7 +29,7 @@ from acmelite.cli import build_parser
 from acmelite.constants import CHALLENGE_TYPES
 from acmelite.testing.pebble import Pebble
 from tests.integration.test_renew import window_in_the_past
-from tests.support import CliResult, issue_argv, run_cli, run_cli_subprocess
+from tests.support import CliResult, default_signals, issue_argv, run_cli, run_cli_subprocess
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -162,6 +162,7 @@ def test_every_documented_exit_code_happens(
             [sys.executable, "-m", "acmelite", "check", f"127.0.0.1:{silent_tls_port}",
              "--timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=default_signals,  # noqa: PLW1509 - resets signal dispositions only
         )  # fmt: skip
         time.sleep(1.5)  # python has started and is waiting in the handshake
         proc.send_signal(sig)

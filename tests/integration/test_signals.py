@@ -28,7 +28,7 @@ from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
 from tests.conftest import PebbleFactory
 from tests.reliability import Ledger
-from tests.support import issue_argv, without_http
+from tests.support import default_signals, issue_argv, without_http
 
 EXIT = {"SIGTERM": 143, "SIGHUP": 129, "SIGINT": 130}
 
@@ -47,6 +47,7 @@ def _start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=default_signals,  # noqa: PLW1509 - resets signal dispositions only
     )
 
 
