@@ -259,7 +259,7 @@ def _check_names(records: Sequence[TxtRecord]) -> None:
     goes into argv and the environment of a command that may hand it to a shell."""
     for record in records:
         names = [(record.name, False), (record.identifier, True)]
-        if record.zone:
+        if record.zone not in ("", "."):  # the root zone is a zone, not a host name
             names.append((record.zone, False))
         for name, wildcard in names:
             why = check_hostname(name, wildcard=wildcard)
