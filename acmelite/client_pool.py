@@ -38,7 +38,7 @@ from .challenges import PreparedSolver, Solver
 from .client import AcmeClient
 from .config import CertificateConfig
 from .models import Directory
-from .solvers.registry import ChallengeConfig, solver_for
+from .solvers.registry import ChallengeConfig, load_solver_class, solver_for
 
 __all__ = ["ClientPool", "SharedClient", "endpoint_name"]
 
@@ -121,6 +121,13 @@ class SharedClient:
             None if fallback is None else self._solvers.solver(fallback, environ),
         )
 
+    def can_advise(self, solver_name: str) -> bool:
+        """Whether the solver class ``solver_name`` has ``advise`` (the pool remembers it:
+        looking up a class scans the installed entry points, milliseconds each time)."""
+        if self._solvers is None:
+            return hasattr(load_solver_class(solver_name), "advise")
+        return self._solvers.can_advise(solver_name)
+
     def call(self, fn: Callable[[AcmeClient], _T]) -> _T:
         """``fn(client)``; once more with a fresh account lookup when the CA no longer knows
         the stored account (:func:`~acmelite.account_store.retry_stale_account`)."""
@@ -196,6 +203,7 @@ class ClientPool:
         self._open_lock = threading.Lock()
         self._shared: dict[tuple[str, str, str], SharedClient] = {}
         self._solvers: dict[str, Solver] = {}
+        self._advising: dict[str, bool] = {}
 
     def shared(self, config: CertificateConfig) -> SharedClient:
         """The client of ``config``'s (directory URL, account key, CA bundle)."""
@@ -228,6 +236,16 @@ class ClientPool:
                     found.prepare()  # once for the run; released by close()
                 self._solvers[key] = found
             return found
+
+    def can_advise(self, solver_name: str) -> bool:
+        """Whether the solver class ``solver_name`` has ``advise``, looked up once."""
+        with self._lock:
+            known = self._advising.get(solver_name)
+        if known is None:
+            known = hasattr(load_solver_class(solver_name), "advise")
+            with self._lock:
+                self._advising[solver_name] = known
+        return known
 
     def _first_open(self) -> None:
         with self._open_lock:

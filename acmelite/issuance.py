@@ -171,7 +171,12 @@ class Issuer:
         record: :class:`~acmelite.challenges.AdvisingSolver`); [] for most solvers. A
         failure to ask is itself the warning; this never raises for it."""
         try:
-            if not hasattr(load_solver_class(self.config.challenge.solver), "advise"):
+            name = self.config.challenge.solver
+            if self._shared is not None:  # a fleet: the class is looked up once per run
+                can_advise = self._shared.can_advise(name)
+            else:
+                can_advise = hasattr(load_solver_class(name), "advise")
+            if not can_advise:
                 return []  # built only when it can advise: building may read secret files
             solver = solver_for(self.config.challenge, environ=self._environ)
             if not isinstance(solver, AdvisingSolver):
