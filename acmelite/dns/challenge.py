@@ -124,7 +124,7 @@ class DnsChallengeSolver:
     Its ``challenge_type`` is dns-01; it publishes the TXT record of any task whose challenge
     is answered in DNS (:data:`~acmelite.constants.DNS_CHALLENGE_TYPES`).
 
-    Subclasses implement :meth:`_publish`, :meth:`_unpublish` and :meth:`_lookup`, and set
+    Subclasses implement :meth:`_publish` and :meth:`_unpublish` (and may add :meth:`_lookup_servers`), and set
     ``_needs_zone`` when publishing needs each record's zone.
     """
 
@@ -185,8 +185,16 @@ class DnsChallengeSolver:
         raise NotImplementedError
 
     def _lookup(self) -> Lookup:
-        """Who answers CNAME, SOA and NS lookups."""
-        raise NotImplementedError
+        """Who answers CNAME, SOA and NS lookups: ``propagation.resolver`` if set, else
+        :meth:`_lookup_servers` and then the system resolver."""
+        resolver = self.propagation.resolver_server
+        if resolver is not None:
+            return Lookup([resolver])
+        return Lookup(self._lookup_servers(), use_system=True)
+
+    def _lookup_servers(self) -> list[Server]:
+        """Servers asked before the system resolver (rfc2136: the primary it updates)."""
+        return []
 
     def _zone_for(self, name: str) -> str:
         return find_zone(self._lookup(), name)

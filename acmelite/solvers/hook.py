@@ -47,7 +47,6 @@ from ..dns.challenge import (
     propagation_from_options,
 )
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup
 from ..dns.zone import absolute, check_hostname, in_zone
 from ..dns.zonelock import zone_lock
 from ..errors import DnsQueryError, InvalidInput, SolverError
@@ -136,12 +135,6 @@ class HookSolver(DnsChallengeSolver):
     def __repr__(self) -> str:
         mode = ", batch=True" if self.batch else ""
         return f"HookSolver(command={shlex.join(self.command)!r}{mode})"
-
-    def _lookup(self) -> Lookup:
-        resolver = self.propagation.resolver_server
-        if resolver is not None:
-            return Lookup([resolver])
-        return Lookup(use_system=True)
 
     def _zone_for(self, name: str) -> str:
         """The record's zone; "" when none is found and the propagation check needs none

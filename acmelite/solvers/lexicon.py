@@ -46,7 +46,6 @@ from ..dns.challenge import (
     propagation_from_options,
 )
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup
 from ..dns.zone import absolute, in_zone
 from ..dns.zonelock import zone_lock
 from ..errors import InvalidInput, SolverError
@@ -234,12 +233,6 @@ class LexiconSolver(DnsChallengeSolver):
 
     def __repr__(self) -> str:  # never the options: they hold credentials
         return f"LexiconSolver(provider={self.provider!r}, zone={self.zone!r}, ttl={self.ttl})"
-
-    def _lookup(self) -> Lookup:
-        resolver = self.propagation.resolver_server
-        if resolver is not None:
-            return Lookup([resolver])
-        return Lookup(use_system=True)
 
     def _zone_for(self, name: str) -> str:
         if self.zone is not None and in_zone(name, self.zone):

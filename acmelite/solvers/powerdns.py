@@ -41,7 +41,6 @@ from ..dns.challenge import (
     propagation_from_options,
 )
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup
 from ..dns.zone import absolute, in_zone
 from ..dns.zonelock import zone_lock
 from ..errors import InvalidInput, SolverError
@@ -152,12 +151,6 @@ class PowerDnsSolver(DnsChallengeSolver):
 
     def __repr__(self) -> str:
         return f"PowerDnsSolver(api={self.api.base_url!r}, zone={self.zone!r}, ttl={self.ttl})"
-
-    def _lookup(self) -> Lookup:
-        resolver = self.propagation.resolver_server
-        if resolver is not None:
-            return Lookup([resolver])
-        return Lookup(use_system=True)
 
     # -- which zone -----------------------------------------------------------------------------
 

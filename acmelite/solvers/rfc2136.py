@@ -43,7 +43,7 @@ from ..dns.challenge import (
     propagation_from_options,
 )
 from ..dns.propagation import PropagationSettings
-from ..dns.query import Lookup, Server, ask, parse_server
+from ..dns.query import Server, ask, parse_server
 from ..dns.update import send_update
 from ..dns.zone import absolute, in_zone
 from ..errors import DnsQueryError, InvalidInput, SolverError
@@ -226,11 +226,8 @@ class Rfc2136Solver(DnsChallengeSolver):
             f"zone={self.zone!r}, ttl={self.ttl})"
         )
 
-    def _lookup(self) -> Lookup:
-        resolver = self.propagation.resolver_server
-        if resolver is not None:
-            return Lookup([resolver])
-        return Lookup([self.server], use_system=True)
+    def _lookup_servers(self) -> list[Server]:
+        return [self.server]
 
     def _zone_for(self, name: str) -> str:
         if self.zone is not None and in_zone(name, self.zone):
