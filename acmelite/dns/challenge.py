@@ -124,8 +124,8 @@ class DnsChallengeSolver:
     Its ``challenge_type`` is dns-01; it publishes the TXT record of any task whose challenge
     is answered in DNS (:data:`~acmelite.constants.DNS_CHALLENGE_TYPES`).
 
-    Subclasses implement :meth:`_publish` and :meth:`_unpublish` (and may add :meth:`_lookup_servers`), and set
-    ``_needs_zone`` when publishing needs each record's zone.
+    Subclasses implement :meth:`_publish` and :meth:`_unpublish` (and may add
+    :meth:`_lookup_servers`), and set ``_needs_zone`` when publishing needs each record's zone.
     """
 
     challenge_type: ClassVar[str] = "dns-01"
