@@ -28,9 +28,18 @@ from .names import is_wildcard, parse_identifiers
 from .solvers.registry import ChallengeConfig, absolute_config
 from .storage import atomic_write
 
-__all__ = ["CONFIG_FILE", "CONFIG_VERSION", "CertificateConfig", "load_config", "save_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "CONFIG_VERSION",
+    "STATE_FILE",
+    "CertificateConfig",
+    "load_config",
+    "save_config",
+]
 
 CONFIG_FILE = "renewal.json"
+#: What renewals of the directory learned (ARI answers, failures, back-off): ``acmelite.managed``.
+STATE_FILE = ".renewal-state.json"
 CONFIG_VERSION = 2
 
 

@@ -30,8 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 from ._hookenv import hook_environ
 from .constants import serial_hex
 from .errors import DeployHookError, InvalidInput
@@ -92,6 +90,8 @@ def secret_manifest(ref: SecretRef, *, fullchain_pem: bytes, key_pem: bytes) -> 
         raise InvalidInput(
             "a Kubernetes TLS Secret needs the private key (there is none with a CSR of yours)"
         )
+    from cryptography import x509  # here: `acmelite list` of a warm tree never needs it
+
     leaf = x509.load_pem_x509_certificate(fullchain_pem)
     metadata: dict[str, object] = {"name": ref.name}
     if ref.namespace:

@@ -6,27 +6,33 @@ directory as a :class:`CertificateRecord` — names, issuer, serial, validity, t
 window and the moment picked in it, failures, back-off, a pending deploy hook — from its
 files alone, through :meth:`ManagedCertificate.inspect` (its status and state): no request, no lock,
 so ``acmelite list`` is fast and safe while a renewal runs. :func:`inventory` does it for
-many.
+many, and :func:`survey` finds and describes the directories of trees through each tree's
+:class:`~acmelite.index.InventoryIndex` (``ROOT/.acmelite-inventory.json``), so a directory
+that has not changed since the last list is neither read nor parsed again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
-from .config import CONFIG_FILE
+from .config import CONFIG_FILE, STATE_FILE
 from .errors import AcmeliteError
-from .managed import ManagedCertificate
+from .index import InventoryIndex
 from .models import RenewalInfo
 from .renewal import lifetime_window, now_utc
 
-__all__ = ["CertificateRecord", "discover", "inventory", "record"]
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = ["CertificateRecord", "discover", "inventory", "record", "survey"]
+
+log = logging.getLogger(__name__)
 
 
 def discover(
@@ -34,13 +40,11 @@ def discover(
 ) -> list[Path]:
     """``dirs`` and every directory below each of ``roots`` that holds a ``renewal.json``,
     absolute, each once, in the order found (hidden directories are not searched)."""
-    found = [Path(os.path.abspath(d)) for d in dirs]
+    found = [os.path.abspath(d) for d in dirs]
     for root in roots:
-        for here, subdirs, files in os.walk(root):
-            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
-            if CONFIG_FILE in files:
-                found.append(Path(os.path.abspath(here)))
-    return list(dict.fromkeys(found))
+        walker = InventoryIndex(root, context={}, files=(CONFIG_FILE,))  # not loaded or saved
+        found += (here for here, _ in walker.walk())
+    return [Path(p) for p in dict.fromkeys(found)]
 
 
 # -- the inventory ------------------------------------------------------------------------------
@@ -48,6 +52,26 @@ def discover(
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _moment(value: object) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp")
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r}: no time zone")
+    return moment
+
+
+def _text(data: Mapping[str, object], key: str, *, optional: bool = True) -> str:
+    value = data.get(key)
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{key}: not a string")
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,14 +143,80 @@ class CertificateRecord:
             "error": self.error or None,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], *, path: Path) -> CertificateRecord:
+        """The record :meth:`to_json` wrote (for ``path``); ``TypeError``/``ValueError``
+        for anything else."""
+        names = data.get("names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError("names: not a list of strings")
+        window, source = None, ""
+        raw = data.get("renewal_window")
+        if isinstance(raw, dict):
+            start, end = _moment(raw.get("start")), _moment(raw.get("end"))
+            if start is None or end is None:
+                raise ValueError("renewal_window: no start or end")
+            window = RenewalInfo(
+                start=start, end=end, explanation_url=_text(raw, "explanation_url")
+            )
+            source = _text(raw, "source")
+        elif raw is not None:
+            raise TypeError("renewal_window: not an object")
+        failures, pending = data.get("failures"), data.get("deploy_pending")
+        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
+            raise TypeError("failures: not a count")
+        if not isinstance(pending, bool):
+            raise TypeError("deploy_pending: not a boolean")
+        profile, serial = data.get("profile"), data.get("serial")
+        return cls(
+            path=path,
+            status=_text(data, "status", optional=False),
+            reason=_text(data, "reason"),
+            names=tuple(names),
+            server=_text(data, "server"),
+            profile=_text(data, "profile") if profile is not None else None,
+            common_name=_text(data, "common_name"),
+            issuer=_text(data, "issuer"),
+            serial=_text(data, "serial") if serial is not None else None,
+            not_before=_moment(data.get("not_before")),
+            not_after=_moment(data.get("not_after")),
+            window=window,
+            window_source=source,
+            renew_at=_moment(data.get("renew_at")),
+            next_check=_moment(data.get("next_check")),
+            last_renewal=_moment(data.get("last_renewal")),
+            failures=failures,
+            last_error=_text(data, "last_error"),
+            next_attempt=_moment(data.get("next_attempt")),
+            deploy_pending=pending,
+            error=_text(data, "error"),
+        )
+
+    def true_until(self) -> dt.datetime | None:
+        """Until when this record holds while its files stay the same: a ``backing-off``
+        certificate changes status when the back-off ends, a ``not-due`` one at its renewal
+        moment or expiry; a ``due`` or ``unreadable`` one only when its files change
+        (None). (A stored ARI answer that should be asked again does not change the
+        record: only a renewal's request can, and it rewrites the state file.)"""
+        if self.status == "backing-off":
+            return self.next_check
+        if self.status != "not-due":
+            return None
+        moments = [m for m in (self.renew_at, self.not_after) if m is not None]
+        return min(moments) if moments else None
+
 
 def _common_name(cert: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
     for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         return str(attr.value)
     return ""
 
 
 def _name_attribute(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
     for attr in name.get_attributes_for_oid(NameOID.COMMON_NAME):
         return str(attr.value)
     return name.rfc4514_string()
@@ -136,6 +226,10 @@ def record(
     path: str | os.PathLike[str], *, now: dt.datetime | None = None, default_account_key: str = ""
 ) -> CertificateRecord:
     """The :class:`CertificateRecord` of one directory, from its files (no request, no lock)."""
+    # Imported here: a list whose records all come from the index needs neither the
+    # managed layer (and with it the ACME client and requests) nor cryptography.
+    from .managed import ManagedCertificate
+
     now = now or now_utc()
     try:
         cert = ManagedCertificate.open(path, default_account_key=default_account_key)
@@ -175,6 +269,39 @@ def record(
     )
 
 
+#: The files a record is made of (``renewal.json`` first: without it there is no record).
+_RECORD_FILES = (CONFIG_FILE, STATE_FILE, "cert.pem")
+#: The ones :meth:`ManagedCertificate.open` requires to be trusted.
+_TRUSTED_FILES = (CONFIG_FILE, STATE_FILE)
+#: A record in the index: the values of :meth:`CertificateRecord.to_json` in this order
+#: (a list, not an object: a third less to read, and JSON parsing is much of a warm list).
+_ROW = (
+    "status", "reason", "names", "server", "profile", "common_name", "issuer", "serial",
+    "not_before", "not_after", "renewal_window", "renew_at", "next_check", "last_renewal",
+    "failures", "last_error", "next_attempt", "deploy_pending", "error",
+)  # fmt: skip
+
+
+def _indexed(
+    key: str, info: os.stat_result, index: InventoryIndex, *, now: dt.datetime,
+    default_account_key: str,
+) -> CertificateRecord:  # fmt: skip
+    """:func:`record` through ``index``: the stored record while the files are unchanged
+    and it still holds, else read from the files and stored."""
+    path = Path(key)
+    probe = index.probe(key, info, now=now)
+    row = probe.record
+    if isinstance(row, list) and len(row) == len(_ROW):
+        try:
+            return CertificateRecord.from_json(dict(zip(_ROW, row, strict=True)), path=path)
+        except (TypeError, ValueError) as exc:
+            log.debug("%s: ignoring its index entry: %s", path, exc)
+    fresh = record(path, now=now, default_account_key=default_account_key)
+    data = fresh.to_json()
+    index.store(probe, [data[k] for k in _ROW], since=now, until=fresh.true_until())
+    return fresh
+
+
 def inventory(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -185,3 +312,34 @@ def inventory(
     while a renewal runs (a record may be one renewal old)."""
     now = now or now_utc()
     return [record(p, now=now, default_account_key=default_account_key) for p in paths]
+
+
+def survey(
+    dirs: Iterable[str | os.PathLike[str]] = (),
+    roots: Iterable[str | os.PathLike[str]] = (),
+    *,
+    now: dt.datetime | None = None,
+    default_account_key: str = "",
+) -> list[CertificateRecord]:
+    """:func:`inventory` of :func:`discover`'s directories (the same records, in the same
+    order), through each root's :class:`~acmelite.index.InventoryIndex`: a directory
+    unchanged since the last survey is neither read nor parsed again, and the index is
+    written back (where this user may). ``acmelite list`` is this call."""
+    now = now or now_utc()
+    found: dict[str, CertificateRecord] = {}
+    for d in dirs:
+        key = os.path.abspath(d)
+        if key not in found:
+            found[key] = record(key, now=now, default_account_key=default_account_key)
+    context = {"euid": os.geteuid(), "account_key": default_account_key}
+    for root in roots:
+        index = InventoryIndex.load(
+            root, context=context, files=_RECORD_FILES, trusted=_TRUSTED_FILES
+        )
+        for key, info in index.walk():
+            if key not in found:
+                found[key] = _indexed(
+                    key, info, index, now=now, default_account_key=default_account_key
+                )
+        index.save()
+    return list(found.values())

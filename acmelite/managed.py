@@ -49,7 +49,7 @@ from cryptography import x509
 
 from .client import CertificateBundle, ExternalAccountBinding
 from .client_pool import SharedClient
-from .config import CONFIG_FILE, CertificateConfig, load_config, save_config
+from .config import CONFIG_FILE, STATE_FILE, CertificateConfig, load_config, save_config
 from .constants import serial_hex
 from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
@@ -93,8 +93,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = ".renewal-state.json"
 
 
 class DeployFailed(AcmeliteError):

@@ -33,11 +33,13 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from .errors import AcmeliteError, InvalidInput, ProblemError
 from .models import RenewalInfo, parse_timestamp
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "AriRecord",

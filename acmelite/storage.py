@@ -39,6 +39,7 @@ __all__ = [
     "check_trusted",
     "ensure_dir",
     "ensure_private_dir",
+    "trusted_stat",
     "write_output_dir",
 ]
 
@@ -159,9 +160,9 @@ def check_trusted(
             info = os.stat(path)
         except OSError as exc:
             raise InvalidInput(f"cannot inspect {path}: {exc.strerror}") from None
-        mode = stat.S_IMODE(info.st_mode)
-        if info.st_uid in (me, 0) and not mode & 0o022:
+        if trusted_stat(info, me):
             continue
+        mode = stat.S_IMODE(info.st_mode)
         why = "is writable by others" if info.st_uid in (me, 0) else "belongs to another user"
         raise InvalidInput(
             f"{path} {why} (owner {describe_owner(info.st_uid)}, mode {mode:04o}): refusing"
@@ -170,6 +171,12 @@ def check_trusted(
             " writable by nobody else, are used",
             code="untrusted-config",
         )
+
+
+def trusted_stat(info: os.stat_result, me: int) -> bool:
+    """The rule of :func:`check_trusted` for one ``os.stat`` result: owned by ``me`` or
+    root, and writable by neither group nor others."""
+    return info.st_uid in (me, 0) and not info.st_mode & 0o022
 
 
 def describe_owner(uid: int) -> str:

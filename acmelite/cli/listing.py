@@ -25,7 +25,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .common import add_output_arguments
-from .renew import add_all_under, add_metrics_argument, check_metrics_file, directories
+from .renew import add_all_under, add_metrics_argument, check_metrics_file, check_roots
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -80,20 +80,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    """parse -> :func:`~acmelite.inventory.inventory` -> render (and the metrics file)."""
-    from pathlib import Path
-
-    from ..inventory import inventory
+    """parse -> :func:`~acmelite.inventory.survey` -> render (and the metrics file)."""
+    from ..inventory import survey
     from ..renewal import now_utc
     from .common import default_account_key
     from .output import EXIT_ERROR, EXIT_OK, UsageError
 
     if not args.dirs and not args.all_under:
         raise UsageError("nothing to list: give DIR ... or --all-under PATH")
-    dirs = directories([Path(d) for d in args.dirs], args.all_under)
+    check_roots(args.all_under)
     check_metrics_file(args.metrics_file)
     now = now_utc()
-    records = inventory(dirs, now=now, default_account_key=str(default_account_key()))
+    records = survey(
+        args.dirs, args.all_under, now=now, default_account_key=str(default_account_key())
+    )
     shown = records
     if args.expiring_within is not None:
         days = args.expiring_within
@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped (a certificate's or a server's text)."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 

@@ -206,13 +206,19 @@ def check_metrics_file(path: Path | None) -> None:
 def directories(dirs: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
     """The certificate directories of ``dirs`` and below ``roots`` (may be none: a tree
     before its first certificate); a missing root is an error before any request."""
-    from ..errors import InvalidInput
     from ..inventory import discover
+
+    check_roots(roots)
+    return discover(dirs, roots)
+
+
+def check_roots(roots: Sequence[Path]) -> None:
+    """A missing ``--all-under`` root is an error before any request."""
+    from ..errors import InvalidInput
 
     for root in roots:
         if not root.is_dir():
             raise InvalidInput(f"--all-under {root}: no such directory")
-    return discover(dirs, roots)
 
 
 def tree_roots(dirs: Sequence[Path], roots: Sequence[Path]) -> dict[Path, Path | None]:
@@ -267,9 +273,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s (%d request(s))", summary(report), sum(report.requests.values()))
     if args.metrics_file is not None:
         from .. import metrics
-        from ..inventory import inventory
+        from ..inventory import survey
 
-        records = inventory(dirs, default_account_key=str(default_account_key()))
+        records = survey(args.dirs, args.all_under, default_account_key=str(default_account_key()))
         metrics.write(args.metrics_file, records, report=report)
     verified = [verify_installed(args, r.path, r.names) for r in results if r.status == "renewed"]
     if report.failed:

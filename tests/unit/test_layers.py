@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("acmelite.solvers", "acmelite.verify"),
     ("acmelite.accounts", "acmelite.client"),
-    ("acmelite.account_store", "acmelite.config"),
+    ("acmelite.account_store", "acmelite.config", "acmelite.index"),
     ("acmelite.client_pool",),
     ("acmelite.issuance",),
     ("acmelite.managed",),
