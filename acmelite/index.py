@@ -190,7 +190,8 @@ class InventoryIndex:
         self.marker = files[0]
         self._dirs: dict[str, dict[str, object]] = {}
         self._records: dict[str, dict[str, object]] = {}
-        self._seen: set[str] = set()
+        self._seen_dirs: set[str] = set()
+        self._seen_records: set[str] = set()
         self._changed = False
 
     def __repr__(self) -> str:
@@ -252,7 +253,7 @@ class InventoryIndex:
                 info = os.stat(here)
             except OSError:
                 continue
-            self._seen.add(here)
+            self._seen_dirs.add(here)
             listing = self._listing(here, info)
             if listing is None:
                 listing = _scan(here, self.marker)
@@ -296,7 +297,7 @@ class InventoryIndex:
         A record stored while a file was younger than :data:`RACY_SECONDS` carries the
         SHA-256 of the files, and is used only when they still have it (read here, before
         the caller reads them: a change in between shows at the next probe)."""
-        self._seen.add(directory)
+        self._seen_records.add(directory)
         sig = signature(directory, self.files, trusted=self.trusted, directory_stat=info)
         if sig is None:
             return Probe(directory=directory, signature=None)
@@ -337,8 +338,8 @@ class InventoryIndex:
     def save(self) -> bool:
         """Write the index if anything changed, keeping only the directories seen since it
         was loaded; False when it could not be written (logged at debug level)."""
-        for table in (self._dirs, self._records):
-            for gone in [d for d in table if d not in self._seen]:
+        for table, seen in ((self._dirs, self._seen_dirs), (self._records, self._seen_records)):
+            for gone in [d for d in table if d not in seen]:
                 del table[gone]
                 self._changed = True
         if not self._changed:

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,18 +192,22 @@ class CertificateRecord:
             error=_text(data, "error"),
         )
 
-    def true_until(self) -> dt.datetime | None:
-        """Until when this record holds while its files stay the same: a ``backing-off``
-        certificate changes status when the back-off ends, a ``not-due`` one at its renewal
-        moment or expiry; a ``due`` or ``unreadable`` one only when its files change
-        (None). (A stored ARI answer that should be asked again does not change the
-        record: only a renewal's request can, and it rewrites the state file.)"""
+    def true_until(self, now: dt.datetime) -> dt.datetime | None:
+        """Until when this record, made at ``now``, holds while its files stay the same: a
+        ``backing-off`` one until the back-off ends; a ``not-due`` one until its renewal
+        moment or expiry; a ``due`` one until it expires (the reason becomes "expired"); an
+        ``unreadable`` or expired one as long as its files (None). (A stored ARI answer
+        that should be asked again does not change the record: only a renewal's request
+        can, and it rewrites the state file.)"""
         if self.status == "backing-off":
             return self.next_check
-        if self.status != "not-due":
+        if self.status == "unreadable" or (self.not_after is not None and now >= self.not_after):
             return None
-        moments = [m for m in (self.renew_at, self.not_after) if m is not None]
-        return min(moments) if moments else None
+        moments = [self.not_after]
+        if self.status == "not-due":
+            moments.append(self.renew_at)
+        present = [m for m in moments if m is not None]
+        return min(present) if present else None
 
 
 def _common_name(cert: x509.Certificate) -> str:
@@ -293,12 +297,15 @@ def _indexed(
     row = probe.record
     if isinstance(row, list) and len(row) == len(_ROW):
         try:
-            return CertificateRecord.from_json(dict(zip(_ROW, row, strict=True)), path=path)
+            stored = CertificateRecord.from_json(dict(zip(_ROW, row, strict=True)), path=path)
         except (TypeError, ValueError) as exc:
             log.debug("%s: ignoring its index entry: %s", path, exc)
+        else:
+            # a due certificate is to be looked at now, whenever now is
+            return replace(stored, next_check=now) if stored.status == "due" else stored
     fresh = record(path, now=now, default_account_key=default_account_key)
     data = fresh.to_json()
-    index.store(probe, [data[k] for k in _ROW], since=now, until=fresh.true_until())
+    index.store(probe, [data[k] for k in _ROW], since=now, until=fresh.true_until(now))
     return fresh
 
 

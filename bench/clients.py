@@ -28,6 +28,8 @@ LEGO = CACHE / "lego" / "usr" / "bin" / "lego"
 
 #: Variables that would send a client elsewhere or make it trust another CA.
 _SCRUB = (
+    # An installed package has its bytecode; without this every run would compile acmelite.
+    "PYTHONDONTWRITEBYTECODE",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
     "SSL_CERT_FILE",

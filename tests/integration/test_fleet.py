@@ -366,3 +366,55 @@ def test_the_python_example_of_renewal_md(pebble: Pebble, tmp_path: Path) -> Non
         f.name for f in text_string_to_metric_families((tmp_path / "acmelite.prom").read_text())
     }
     assert "acmelite_certificate_not_after_seconds" in families
+
+
+def test_list_through_the_index_follows_renewals(
+    pebble: Pebble,
+    counting: FaultProxy,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``list`` keeps ROOT/.acmelite-inventory.json: a warm list parses only what changed,
+    and what it prints is what a list that reads every file prints, before and after a
+    real renewal (new key, certificate and state through the .live switch)."""
+    from acmelite import index as index_module
+    from acmelite import inventory as inventory_module
+    from acmelite.index import INDEX_FILE
+
+    monkeypatch.setattr(index_module, "RACY_SECONDS", 0.0)  # the tree is seconds old
+    root = tmp_path / "certs"
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 3)
+    parsed: list[str] = []
+    real = inventory_module.record
+
+    def counted(path: object, **kw: object) -> object:
+        parsed.append(str(path))
+        return real(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inventory_module, "record", counted)
+
+    def listed() -> list[object]:
+        result = run_cli(["list", "--json", "--all-under", str(root)], capsys)
+        assert result.code == 0, result.err
+        return json.loads(result.out)  # type: ignore[no-any-return]
+
+    def read_all() -> list[object]:
+        return [r.to_json() for r in inventory(discover(roots=[root]))]
+
+    first = listed()
+    assert sorted(parsed) == sorted(map(str, dirs)) and (root / INDEX_FILE).is_file()
+    parsed.clear()
+    assert listed() == first and parsed == []
+
+    old = serial(dirs[1])
+    code, results, _ = renew(capsys, "--force", str(dirs[1]))
+    assert code == 3 and results[0]["status"] == "renewed"
+    parsed.clear()
+    counting.reset_counts()
+    after = listed()
+    assert parsed == [str(dirs[1])]  # only the renewed directory is read again
+    assert counting.requests == []
+    assert after == read_all()
+    renewed = by_dir(after)[str(dirs[1])]  # type: ignore[arg-type]
+    assert renewed["serial"] == format(serial(dirs[1]), "x") != format(old, "x")
