@@ -11,11 +11,12 @@ every later request of that account in the run fails at once with
 Theory of operation:
 
 * The :class:`~acmelite.transport.Transport` reports each request once, after its own
-  retries: :meth:`~CircuitBreaker.failed` for a network failure, a timeout or an answer
-  with status 500, 502, 503, 504 or above (501 means "not implemented": the CA answered);
-  :meth:`~CircuitBreaker.answered` for any other answer, a problem document included —
-  a failed validation, a malformed CSR or a rate limit is the CA speaking about one order,
-  and resets the count.
+  retries (a 503 whose short ``Retry-After`` it waits out is not the end of the request):
+  :meth:`~CircuitBreaker.failed` for a network failure or a timeout;
+  :meth:`~CircuitBreaker.answered` for an answer — a failure if its status is 500, 502,
+  503, 504 or above (501 means "not implemented": the CA answered); any other, a problem
+  document included — a failed validation, a malformed CSR or a rate limit is the CA
+  speaking about one order — resets the count.
 * The breaker never closes again within the run (a fleet run is a batch; the next run,
   at least ``wait`` seconds later, tries again). :class:`~acmelite.errors.CaUnavailable`
   carries that ``wait`` as ``retry_after``: what a certificate held back records as its
@@ -38,7 +39,7 @@ from urllib.parse import urlsplit
 
 from .errors import CaUnavailable
 
-__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_WAIT", "CircuitBreaker"]
+__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_WAIT", "CircuitBreaker", "server_error"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ DEFAULT_THRESHOLD = 3
 DEFAULT_WAIT = 600.0
 #: 5xx statuses that are the CA answering, not failing: "not implemented".
 _ANSWERS = frozenset({501})
+
+
+def server_error(status: int | None) -> bool:
+    """Whether an answer with ``status`` is the CA failing (5xx, but 501)."""
+    return status is not None and status >= 500 and status not in _ANSWERS
 
 
 class CircuitBreaker:
@@ -102,8 +108,9 @@ class CircuitBreaker:
             raise self.error(late=True)
 
     def answered(self, status: int, what: str) -> None:
-        """A response arrived (``what``: ``GET https://...``): a 5xx but 501 is a failure."""
-        if status >= 500 and status not in _ANSWERS:
+        """The final answer to a request (``what``: ``GET https://...``) has ``status``: a
+        :func:`server_error` is a failure, anything else resets the count."""
+        if server_error(status):
             self.failed(f"{_host(self.server)} answered HTTP {status} to {what}")
             return
         with self._lock:

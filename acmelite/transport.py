@@ -62,7 +62,7 @@ import requests
 import urllib3
 
 from ._version import __version__
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, server_error
 from .errors import (
     AcmeliteError,
     BadNonceError,
@@ -405,6 +405,7 @@ class Transport:
                 rate_limits += 1
                 wait = self._wait_for(exc, rate_limits, deadline)
                 if wait is None:
+                    self._gave_up(exc)
                     raise
                 log.info("%s asks to retry after %.0f s; waiting", url, wait)
                 self._sleep(wait)
@@ -419,9 +420,17 @@ class Transport:
                 waits += 1
                 wait = self._wait_for(exc, waits, deadline)
                 if wait is None:
+                    self._gave_up(exc)
                     raise
                 log.info("%s asks to retry after %.0f s; waiting", url, wait)
                 self._sleep(wait)
+
+    def _gave_up(self, exc: ProblemError) -> None:
+        """Tell the breaker of a problem answer not retried: a 5xx is a failure of the CA
+        (the other answers were told as they arrived, in :meth:`_send`)."""
+        status = exc.problem.status
+        if self.breaker is not None and status is not None and server_error(status):
+            self.breaker.answered(status, exc.url)
 
     def _wait_for(self, exc: ProblemError, attempt: int, deadline: float | None) -> float | None:
         """How long to wait before retrying after ``exc``; ``None``: do not retry."""
@@ -482,6 +491,8 @@ class Transport:
                 status=resp.status,
             )
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
+        if self.breaker is not None and server_error(resp.status):
+            self.breaker.answered(resp.status, f"{method} {url}")  # a 502 page, say
         raise ProtocolError(
             f"{url} answered HTTP {resp.status} with {resp.content_type or 'no content type'}"
             f" instead of a problem document: {_snippet(resp.content)}",
@@ -552,8 +563,8 @@ class Transport:
                 self.request_count += 1
                 self.requests[method, url] += 1
             self.nonces.put(raw.headers.get("Replay-Nonce"))
-            if breaker is not None:
-                breaker.answered(raw.status_code, f"{method} {url}")
+            if breaker is not None and not server_error(raw.status_code):
+                breaker.answered(raw.status_code, f"{method} {url}")  # a 5xx: told at its end
             log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(content))
             location = raw.headers.get("Location")
             if location and self._origin is not None:

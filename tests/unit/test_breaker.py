@@ -66,7 +66,7 @@ def test_late_requests_are_held_back_only_behind_a_failure() -> None:
     breaker = CircuitBreaker(SERVER, wait=60)
     breaker.check_late()  # nothing failed: the caller's own deadline error
     breaker.failed("no answer within 30 s")
-    with pytest.raises(CaUnavailable, match="the time ran out waiting for .*no answer") as caught:
+    with pytest.raises(CaUnavailable, match=r"the time ran out waiting for .*no answer") as caught:
         breaker.check_late()
     assert caught.value.retry_after == 60 and not breaker.is_open
 
