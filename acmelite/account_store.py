@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from .breaker import CircuitBreaker
 from .client import AcmeClient, ExternalAccountBinding
 from .errors import AcmeliteError, InvalidInput, ProblemError
 from .keys import AccountKey
@@ -144,12 +145,14 @@ class AccountStore:
         agree_tos: bool = False,
         contact: Sequence[str] = (),
         eab: ExternalAccountBinding | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> AcmeClient:
         """An :class:`AcmeClient` for ``directory_url`` signed by this key.
 
         ``timeout`` bounds every request the client makes from now on (seconds). With
         ``register``, the account is made ready: a stored URL costs nothing; otherwise it is
         looked up by key, or created when ``agree_tos`` (with ``contact`` and ``eab``).
+        ``breaker`` is told of every request (:mod:`acmelite.breaker`).
         Raises :class:`AccountNotFound` when there is no account and ``agree_tos`` is
         False; :class:`InvalidInput` for a missing CA bundle, or a missing key file when
         not ``create_key``; :class:`ProblemError` for the CA's refusals.
@@ -158,7 +161,7 @@ class AccountStore:
             raise InvalidInput(f"CA bundle {ca_bundle}: no such file")
         key = self.load_or_create_key()[0] if create_key else self.load_key()
         known = self.account_url(directory_url)
-        transport = Transport(ca_bundle=ca_bundle, insecure=insecure)
+        transport = Transport(ca_bundle=ca_bundle, insecure=insecure, breaker=breaker)
         if timeout is not None:
             transport.deadline = time.monotonic() + timeout
         client = AcmeClient(directory_url, key, transport=transport, account_url=known)

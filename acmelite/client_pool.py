@@ -13,6 +13,9 @@ up at most once::
     pool.close()
 
 A :class:`SharedClient` is opened on first use, so a run that needs no request opens none.
+With ``breaker_threshold``, each one has a :class:`~acmelite.breaker.CircuitBreaker`: after
+that many requests in a row failed at the transport, the account's later requests fail at
+once with :class:`~acmelite.errors.CaUnavailable` (:meth:`ClientPool.unavailable` lists them).
 The pool also keeps one solver per challenge configuration (:meth:`ClientPool.solver`):
 certificates answered the same way share it, as :meth:`AcmeClient.issue_many` does — one
 standalone HTTP server on port 80 for all of them, not one per thread fighting for the
@@ -34,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from .account_store import AccountStore, retry_stale_account
+from .breaker import DEFAULT_WAIT, CircuitBreaker
 from .challenges import PreparedSolver, Solver
 from .client import AcmeClient
 from .config import CertificateConfig
@@ -51,7 +55,8 @@ class SharedClient:
     """One client for the certificates of one CA account; see the module's docstring.
 
     ``on_open`` runs (in the opening thread) before the first client is opened, which is
-    before the first request of this account.
+    before the first request of this account. ``breaker``, if any, is told of every request
+    of every client this object opens (:mod:`acmelite.breaker`).
     """
 
     def __init__(
@@ -64,8 +69,10 @@ class SharedClient:
         contact: tuple[str, ...] = (),
         on_open: Callable[[], None] | None = None,
         solvers: ClientPool | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.server = server
+        self.breaker = breaker
         self._solvers = solvers
         self.store = AccountStore(account_key)
         self._ca_bundle, self._insecure, self._contact = ca_bundle, insecure, contact
@@ -83,7 +90,10 @@ class SharedClient:
         return self.server, str(self.store.key_path)
 
     def client(self) -> AcmeClient:
-        """The client, opened (account ready, no deadline of its own) on first use."""
+        """The client, opened (account ready, no deadline of its own) on first use;
+        :class:`~acmelite.errors.CaUnavailable` at once while the breaker is open."""
+        if self.breaker is not None:
+            self.breaker.check()
         with self._lock:
             if self._client is None:
                 self._client = self._open()
@@ -97,6 +107,7 @@ class SharedClient:
             ca_bundle=self._ca_bundle,
             insecure=self._insecure,
             contact=self._contact,
+            breaker=self.breaker,
         )
         self._opened.append(client)
         return client
@@ -187,7 +198,10 @@ class ClientPool:
     """The :class:`SharedClient` of each CA account, made on demand; thread-safe.
 
     ``on_first_open`` runs once, before the first client of the pool is opened (a fleet's
-    random start delay goes there, so a run that sends nothing never waits).
+    random start delay goes there, so a run that sends nothing never waits). With
+    ``breaker_threshold``, each CA account gets a :class:`CircuitBreaker` that opens after
+    that many transport failures in a row (None: no breaker); ``breaker_wait`` is the
+    seconds its held-back certificates wait.
     """
 
     def __init__(
@@ -195,7 +209,12 @@ class ClientPool:
         *,
         insecure: bool = False,
         on_first_open: Callable[[], None] | None = None,
+        breaker_threshold: int | None = None,
+        breaker_wait: float = DEFAULT_WAIT,
     ) -> None:
+        if breaker_threshold is not None and breaker_threshold < 1:
+            raise ValueError(f"breaker_threshold must be at least 1, not {breaker_threshold}")
+        self._breaker_threshold, self._breaker_wait = breaker_threshold, breaker_wait
         self._insecure = insecure
         self._on_first_open = on_first_open
         self._opened_any = False
@@ -220,6 +239,7 @@ class ClientPool:
                     contact=config.contact,
                     on_open=self._first_open,
                     solvers=self,
+                    breaker=self._breaker(config.server),
                 )
                 self._shared[key] = found
             return found
@@ -246,6 +266,22 @@ class ClientPool:
             with self._lock:
                 self._advising[solver_name] = known
         return known
+
+    def _breaker(self, server: str) -> CircuitBreaker | None:
+        if self._breaker_threshold is None:
+            return None
+        return CircuitBreaker(server, threshold=self._breaker_threshold, wait=self._breaker_wait)
+
+    def unavailable(self) -> dict[tuple[str, str], str]:
+        """The accounts (directory URL, key path) whose breaker opened, with the last
+        transport failure."""
+        with self._lock:
+            shared = list(self._shared.values())
+        return {
+            one.account: one.breaker.last_error
+            for one in shared
+            if one.breaker is not None and one.breaker.is_open
+        }
 
     def _first_open(self) -> None:
         with self._open_lock:

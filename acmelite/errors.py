@@ -21,6 +21,7 @@ __all__ = [
     "AcmeliteError",
     "AuthorizationFailed",
     "BadNonceError",
+    "CaUnavailable",
     "CleanupFailed",
     "DeadlineExceeded",
     "DeployHookError",
@@ -153,6 +154,28 @@ class InvalidInput(AcmeliteError, ValueError):
 
 class NetworkError(AcmeliteError):
     """The network failed: connection refused or reset, TLS verification, timeout."""
+
+
+class CaUnavailable(NetworkError):
+    """A request not sent, because the CA's earlier requests in this run failed at the
+    transport (:mod:`acmelite.breaker`): ``server`` the directory URL, ``failures`` how many
+    in a row, ``last_error`` the last one's message, ``retry_after`` seconds to wait before
+    the next attempt (no failure of the certificate: the CA never saw this request)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str,
+        failures: int,
+        last_error: str,
+        retry_after: float,
+    ) -> None:
+        super().__init__(message, code="ca-unavailable")
+        self.server = server
+        self.failures = failures
+        self.last_error = last_error
+        self.retry_after = retry_after
 
 
 class DnsQueryError(NetworkError):

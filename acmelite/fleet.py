@@ -25,8 +25,15 @@ Theory of operation — one :meth:`Fleet.renew`:
    end of the CA's ``Retry-After`` (``rate-limited``, not a failure); ``max_orders`` caps
    the orders of the run (the rest are ``deferred`` to the next run). Failed validations
    back off per certificate, as for one directory.
-4. The :class:`FleetReport` has one result per directory, in the order given, and the
-   requests sent, by endpoint.
+4. Throughout, each CA account has a circuit breaker (:mod:`acmelite.breaker`): after
+   ``breaker_threshold`` requests in a row failed at the transport (refused, TLS, a
+   timeout, a 5xx answer — not a problem document about one order), nothing more is sent
+   to that account in this run. A stale ARI answer is then not asked for (the lifetime
+   rule decides, as when the request fails), and every due certificate of the account is
+   ``ca-unavailable``: not tried, ``next_attempt`` after the breaker's wait, not counted as
+   a failure of the certificate. The other accounts carry on.
+5. The :class:`FleetReport` has one result per directory, in the order given, the
+   requests sent, by endpoint, and the accounts whose breaker opened.
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .breaker import DEFAULT_THRESHOLD
 from .client_pool import ClientPool
 from .constants import DEFAULT_CONCURRENCY
 from .errors import AcmeliteError
-from .managed import Hold, ManagedCertificate, RenewalResult
+from .managed import Hold, ManagedCertificate, RenewalResult, unavailable
 from .renewal import Decision, now_utc
 
 __all__ = ["STATUSES", "Fleet", "FleetReport", "summary"]
@@ -61,6 +69,7 @@ STATUSES = (
     "skipped",
     "backing-off",
     "rate-limited",
+    "ca-unavailable",
     "deferred",
     "due",
 )
@@ -73,13 +82,15 @@ STATUSES = (
 class FleetReport:
     """The outcome of one :meth:`Fleet.renew`: ``results`` in the order of the paths,
     ``requests`` sent by endpoint (see :func:`~acmelite.client_pool.endpoint_name`),
-    ``rate_limited`` the accounts (directory URL, key path) held back and until when."""
+    ``rate_limited`` the accounts (directory URL, key path) held back and until when,
+    ``unavailable`` the accounts whose circuit breaker opened, with the last failure."""
 
     results: tuple[RenewalResult, ...]
     started: dt.datetime
     finished: dt.datetime
     requests: Mapping[str, int] = field(default_factory=dict)
     rate_limited: Mapping[tuple[str, str], dt.datetime] = field(default_factory=dict)
+    unavailable: Mapping[tuple[str, str], str] = field(default_factory=dict)
     orders: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -89,10 +100,12 @@ class FleetReport:
 
     @property
     def failed(self) -> bool:
-        """A directory failed, or was renewed with an error (a cleanup that failed); a rate
-        limit is no failure."""
+        """A directory failed, was renewed with an error (a cleanup that failed), or was due
+        and not tried because its CA failed (``ca-unavailable``); a rate limit is no
+        failure."""
         return any(
-            r.status == "failed" or (r.error is not None and r.status != "rate-limited")
+            r.status in ("failed", "ca-unavailable")
+            or (r.error is not None and r.status != "rate-limited")
             for r in self.results
         )
 
@@ -163,7 +176,9 @@ class Fleet:
 
     ``concurrency`` threads (at least 1) work at once; ``max_orders`` caps the new orders
     of a run (None: no cap); ``random_delay`` seconds, at most, are slept before the first
-    request. ``timeout`` bounds each certificate (default: its configuration's);
+    request; ``breaker_threshold`` transport failures in a row stop the requests to a CA
+    account for the run (None: never). ``timeout`` bounds each certificate (default: its
+    configuration's);
     ``environ`` supplies solver options (default ``os.environ``). ``sleep`` and ``rng``
     are for tests.
     """
@@ -175,6 +190,7 @@ class Fleet:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_orders: int | None = None,
         random_delay: float = 0.0,
+        breaker_threshold: int | None = DEFAULT_THRESHOLD,
         timeout: float | None = None,
         insecure: bool = False,
         environ: Mapping[str, str] | None = None,
@@ -189,10 +205,13 @@ class Fleet:
             raise ValueError(f"max_orders must be 0 or more, not {max_orders}")
         if random_delay < 0:
             raise ValueError(f"random_delay must be 0 or more seconds, not {random_delay}")
+        if breaker_threshold is not None and breaker_threshold < 1:
+            raise ValueError(f"breaker_threshold must be 1 or more, not {breaker_threshold}")
         self.paths = [Path(os.path.abspath(p)) for p in paths]
         self.concurrency = concurrency
         self.max_orders = max_orders
         self.random_delay = random_delay
+        self.breaker_threshold = breaker_threshold
         self.timeout = timeout
         self._insecure, self._environ = insecure, environ
         self._default_key = default_account_key
@@ -234,7 +253,8 @@ class Fleet:
                 results[index] = RenewalResult(
                     path=path, status="failed", reason=str(exc), error=exc
                 )
-        pool = ClientPool(insecure=self._insecure, on_first_open=self._delay)
+        pool = ClientPool(insecure=self._insecure, on_first_open=self._delay,
+                          breaker_threshold=self.breaker_threshold)  # fmt: skip
         gate = _Gate(self.max_orders)
 
         def one(
@@ -254,7 +274,10 @@ class Fleet:
                                      names=cert.config.names, error=error)  # fmt: skip
 
         def order(cert: ManagedCertificate, decision: Decision) -> Hold | None:
-            return gate.ask(pool.shared(cert.config).account)
+            shared = pool.shared(cert.config)
+            if shared.breaker is not None and shared.breaker.is_open:
+                return unavailable(shared.breaker.error())  # no order spent on it
+            return gate.ask(shared.account)
 
         def renew_one(index: int) -> RenewalResult:
             result = one(index, order)
@@ -282,12 +305,13 @@ class Fleet:
                     results.update(zip(held, workers.map(lambda i: one(i, defer), held),
                                        strict=True))  # fmt: skip
             requests = dict(pool.request_counts())
+            down = pool.unavailable()
         finally:
             pool.close()
         done = tuple(results[i] for i in range(len(self.paths)))
         return FleetReport(
             results=done, started=started, finished=now_utc(), requests=requests,
-            rate_limited=dict(gate.blocked), orders=gate.orders,
+            rate_limited=dict(gate.blocked), unavailable=down, orders=gate.orders,
         )  # fmt: skip
 
 

@@ -24,7 +24,10 @@ Theory of operation — one :meth:`ManagedCertificate.renew`, the policy being
    deploy hook (a failure is remembered, and retried on every later run); a failed
    issuance keeps the old files and starts the back-off: ``failed``. A ``rateLimited``
    answer is no failure of the certificate: it waits for the CA's ``Retry-After``
-   (``rate-limited``; the failure count and back-off stay as they were).
+   (``rate-limited``; the failure count and back-off stay as they were). Nor is a request
+   the shared client's circuit breaker held back (:class:`~acmelite.errors.CaUnavailable`:
+   the CA account failed request after request in this run): ``ca-unavailable``, with the
+   breaker's wait as the next attempt; for the ARI request, the lifetime rule decides.
 
 For a fleet (:mod:`acmelite.fleet`), :meth:`ManagedCertificate.renew` takes a
 :class:`~acmelite.client_pool.SharedClient` (one client for every certificate of a CA
@@ -55,6 +58,7 @@ from .csr import certificate_id, certificate_names
 from .deploy import SecretRef, run_deploy_hook, write_secret
 from .errors import (
     AcmeliteError,
+    CaUnavailable,
     CleanupFailed,
     DeployHookError,
     DirectoryLocked,
@@ -90,6 +94,7 @@ __all__ = [
     "RenewalResult",
     "load_state",
     "save_state",
+    "unavailable",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,8 +133,10 @@ class RenewalResult:
 
     ``status`` is ``renewed``, ``not-due``, ``failed``, ``skipped`` (another run holds the
     lock), ``backing-off`` (waiting after failures, or for a CA's rate limit; no request
-    made), ``rate-limited`` (the CA refused the order for now; not a failure), for a dry run
-    ``due``, or what a ``before_order`` hook's :class:`Hold` said (``deferred``, ...).
+    made), ``rate-limited`` (the CA refused the order for now; not a failure),
+    ``ca-unavailable`` (not tried: the CA account's earlier requests in this run failed at
+    the transport; not counted as a failure of this certificate), for a dry run ``due``, or
+    what a ``before_order`` hook's :class:`Hold` said (``deferred``, ...).
     ``certificate`` is the new bundle when renewed; ``error`` the failure; ``warnings``
     what a person must act on before a later renewal fails (a dns-persist-01 record whose
     ``persistUntil`` is near).
@@ -193,6 +200,13 @@ class Hold:
     status: str
     reason: str = ""
     until: dt.datetime | None = None
+
+
+def unavailable(error: CaUnavailable, *, now: dt.datetime | None = None) -> Hold:
+    """The :class:`Hold` of a certificate whose CA account's breaker held it back: no
+    attempt for ``error.retry_after`` seconds, not counted as a failure."""
+    until = (now or now_utc()) + dt.timedelta(seconds=error.retry_after)
+    return Hold(status="ca-unavailable", reason=str(error), until=until)
 
 
 #: ``before_order(certificate, decision)``: None to order, a :class:`Hold` not to.
@@ -426,15 +440,22 @@ class ManagedCertificate:
             return _decided(base, decision, "due")
         hold = before_order(self, decision) if before_order is not None else None
         if hold is not None:
-            if hold.until is not None:
-                state = state.held(hold.until, hold.reason)
-            if state != stored:
-                save_state(self.path, state)
-            result = _decided(base, decision, hold.status)
-            return replace(result, reason=hold.reason or result.reason,
-                           next_check=hold.until or result.next_check)  # fmt: skip
+            return self._held(base, state, stored, decision, hold)
         log.info("%s: due: %s", self.path, decision.reason)
         return self._reissue(session, cert, state, decision, reuse_key=reuse_key)
+
+    def _held(
+        self, base: RenewalResult, state: RenewalState, stored: RenewalState, decision: Decision,
+        hold: Hold, *, error: AcmeliteError | None = None,
+    ) -> RenewalResult:  # fmt: skip
+        """The result of an order held back (the state records ``hold.until``, if any)."""
+        if hold.until is not None:
+            state = state.held(hold.until, hold.reason)
+        if state != stored:
+            save_state(self.path, state)
+        result = _decided(base, decision, hold.status)
+        return replace(result, reason=hold.reason or result.reason,
+                       next_check=hold.until or result.next_check, error=error)  # fmt: skip
 
     def _refresh_ari(
         self, session: Issuer, cert: x509.Certificate, state: RenewalState, now: dt.datetime,
@@ -455,7 +476,9 @@ class ManagedCertificate:
                 return replace(state, ari=ari_unsupported(cert_id, now=now))
             window, retry_after = client.renewal_info(cert)
         except AcmeliteError as exc:
-            log.warning("%s: no ARI (%s); using the lifetime rule", self.path, exc)
+            # Held back by the breaker: said once, when it opened; not per certificate.
+            level = logging.INFO if isinstance(exc, CaUnavailable) else logging.WARNING
+            log.log(level, "%s: no ARI (%s); using the lifetime rule", self.path, exc)
             wait = exc.retry_after if isinstance(exc, ProblemError) else None
             return replace(state, ari=ari_failed(cert_id, str(exc), retry_after=wait, now=now))
         record = ari_answered(cert_id, window, retry_after=retry_after, previous=ari, now=now)
@@ -486,6 +509,9 @@ class ManagedCertificate:
                         self.path, _when(now + wait), exc)  # fmt: skip
             return replace(base, status="rate-limited", reason=f"{decision.reason}; rate"
                            f" limited: {exc}", next_check=now + wait, error=exc)  # fmt: skip
+        except CaUnavailable as exc:
+            log.info("%s: %s", self.path, exc)
+            return self._held(base, state, self.state, decision, unavailable(exc), error=exc)
         except AcmeliteError as exc:
             state = state.failed(str(exc), now=now_utc())
             save_state(self.path, state)

@@ -33,6 +33,10 @@ Theory of operation — bounded reads (the CA may be hostile, or broken):
   Compression is not asked for, so a small body cannot inflate into a large one.
 * Every URL is checked against the directory's origin (:mod:`acmelite.origin`) before it
   is requested, and every ``Location`` as it arrives.
+
+With a :class:`~acmelite.breaker.CircuitBreaker` (``breaker=``; a fleet gives one per CA
+account), each request is reported to it once, after the retries above — failed at the
+transport, or answered — and none is sent while it is open.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import requests
 import urllib3
 
 from ._version import __version__
+from .breaker import CircuitBreaker, server_error
 from .errors import (
     AcmeliteError,
     BadNonceError,
@@ -249,6 +254,7 @@ class Transport:
         max_connections: int = 10,
         max_json_bytes: int = MAX_JSON_BYTES,
         max_chain_bytes: int = MAX_CHAIN_BYTES,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.new_nonce_url = ""
         #: ``HEAD``, or ``GET`` once the CA refused HEAD on newNonce.
@@ -267,6 +273,8 @@ class Transport:
         self.max_retry_after = max_retry_after
         self.max_rate_limit_retries = max_rate_limit_retries
         self.connection_retries = connection_retries
+        #: Told of every request's outcome; while open, no request is sent.
+        self.breaker = breaker
         self._sleep = sleep
         # requests prefers REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over Session.verify, so the
         # bundle is passed with every request, where it always wins.
@@ -397,6 +405,7 @@ class Transport:
                 rate_limits += 1
                 wait = self._wait_for(exc, rate_limits, deadline)
                 if wait is None:
+                    self._gave_up(exc)
                     raise
                 log.info("%s asks to retry after %.0f s; waiting", url, wait)
                 self._sleep(wait)
@@ -411,9 +420,17 @@ class Transport:
                 waits += 1
                 wait = self._wait_for(exc, waits, deadline)
                 if wait is None:
+                    self._gave_up(exc)
                     raise
                 log.info("%s asks to retry after %.0f s; waiting", url, wait)
                 self._sleep(wait)
+
+    def _gave_up(self, exc: ProblemError) -> None:
+        """Tell the breaker of a problem answer not retried: a 5xx is a failure of the CA
+        (the other answers were told as they arrived, in :meth:`_send`)."""
+        status = exc.problem.status
+        if self.breaker is not None and status is not None and server_error(status):
+            self.breaker.answered(status, exc.url)
 
     def _wait_for(self, exc: ProblemError, attempt: int, deadline: float | None) -> float | None:
         """How long to wait before retrying after ``exc``; ``None``: do not retry."""
@@ -474,6 +491,8 @@ class Transport:
                 status=resp.status,
             )
             raise problem_error(problem, url=url, retry_after=resp.retry_after)
+        if self.breaker is not None and server_error(resp.status):
+            self.breaker.answered(resp.status, f"{method} {url}")  # a 502 page, say
         raise ProtocolError(
             f"{url} answered HTTP {resp.status} with {resp.content_type or 'no content type'}"
             f" instead of a problem document: {_snippet(resp.content)}",
@@ -495,11 +514,16 @@ class Transport:
             self._origin.check(url, source=f"the URL to {method}")
         attempts = 1 + (self.connection_retries if idempotent else 0)
         deadline = self._deadline(deadline)
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.check()
         for attempt in range(1, attempts + 1):
             timeout = self.timeout
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if breaker is not None:
+                        breaker.check_late()
                     raise DeadlineExceeded(f"deadline reached before {method} {url}")
                 timeout = min(timeout, remaining)
             watch = _Watch(timeout)
@@ -531,12 +555,16 @@ class Transport:
                     idempotent=idempotent,
                 )
                 if failure is not None:
+                    if breaker is not None:
+                        breaker.failed(failure)
                     raise failure from exc
                 continue
             with self._count_lock:
                 self.request_count += 1
                 self.requests[method, url] += 1
             self.nonces.put(raw.headers.get("Replay-Nonce"))
+            if breaker is not None and not server_error(raw.status_code):
+                breaker.answered(raw.status_code, f"{method} {url}")  # a 5xx: told at its end
             log.debug("%s %s -> %d (%d bytes)", method, url, raw.status_code, len(content))
             location = raw.headers.get("Location")
             if location and self._origin is not None:

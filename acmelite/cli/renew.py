@@ -12,7 +12,8 @@ by one :class:`acmelite.fleet.Fleet` (``--concurrency`` at once, one client per 
 Exit status (the worst outcome of any directory decides):
     0  nothing renewed and nothing failed (not due, backing off, rate-limited, deferred,
        skipped, --dry-run)
-    1  at least one certificate failed (its old files keep serving)
+    1  at least one certificate failed (its old files keep serving), or was due and not
+       tried because its CA failed request after request (ca-unavailable)
     2  usage error
     3  at least one certificate renewed, none failed
     4  with --verify: a renewed certificate is not what the endpoint serves (see --verify)
@@ -102,9 +103,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--timeout",
         type=seconds,
-        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"give up on one certificate after this long (default {DEFAULT_TIMEOUT:.0f})",
+        help="give up on one certificate after this long (default: the timeout of its"
+        f" renewal.json, {DEFAULT_TIMEOUT:.0f} unless issue was given another)",
     )
     p.add_argument(
         "--json", action="store_true", help="print each certificate's decision as JSON on stdout"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from acmelite.cli import main
+from acmelite.errors import InvalidInput
 from acmelite.testing.bind import BindServer
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, Injection, On
@@ -565,7 +566,6 @@ def test_dns01_issue_through_faults(
         ["issue", "-d", NAME, "--out", "o"],
         ["account", "show"],
         ["revoke", "--cert", "c.pem"],
-        ["renew", "o"],
     ],
 )
 def test_every_command_has_a_deadline_by_default(argv: list[str]) -> None:
@@ -574,3 +574,21 @@ def test_every_command_has_a_deadline_by_default(argv: list[str]) -> None:
     from acmelite.cli.common import DEFAULT_TIMEOUT
 
     assert 0 < build_parser().parse_args(argv).timeout == DEFAULT_TIMEOUT <= 900
+
+
+def test_renew_has_a_deadline_by_default() -> None:
+    """renew without --timeout bounds each certificate by its renewal.json's timeout, which
+    is always there: a file without one gets the default, and 0 or less is refused."""
+    from acmelite.cli import build_parser
+    from acmelite.cli.common import DEFAULT_TIMEOUT
+    from acmelite.config import CertificateConfig
+
+    assert build_parser().parse_args(["renew", "o"]).timeout is None
+    config = CertificateConfig(names=("a.test",), server="https://ca.test/dir",
+                               account_key="/a.key")  # fmt: skip
+    assert 0 < config.timeout == DEFAULT_TIMEOUT <= 900
+    data = config.to_json()
+    del data["timeout"]
+    assert CertificateConfig.from_json(data, source="t").timeout == DEFAULT_TIMEOUT
+    with pytest.raises(InvalidInput, match="timeout must be > 0"):
+        replace(config, timeout=0)

@@ -1,9 +1,12 @@
 """Fleets against Pebble behind the counting FaultProxy: one client per CA account, the
-inventory, the metrics file, the mass-revocation case, rate limits and the order budget.
+inventory, the metrics file, the mass-revocation case, rate limits, the order budget (ARI-
+directed renewals first) and the circuit breaker of a CA account that went dark.
 
 Every certificate tree here is issued through the proxy, so every request a fleet run sends
 is counted there (``proxy.counts()``), and a fault the proxy injects (``rateLimited`` with
-``Retry-After`` on the Nth newOrder) reaches the run as a real CA's would.
+``Retry-After`` on the Nth newOrder, 503s) reaches the run as a real CA's would. A dark CA
+is a :class:`Blackhole`: a loopback port that accepts every connection, counts it, and never
+says a word.
 """
 
 from __future__ import annotations
@@ -13,23 +16,31 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from acmelite.config import load_config, save_config
+from acmelite.csr import certificate_id
+from acmelite.errors import CaUnavailable
 from acmelite.fleet import Fleet
 from acmelite.inventory import discover, inventory
-from acmelite.managed import STATE_FILE
+from acmelite.managed import STATE_FILE, save_state
+from acmelite.renewal import RenewalState, ari_unsupported
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
 from tests.integration.test_renew import set_renewal_info, window_in_the_past
 from tests.support import issue_argv, run_cli
+from tests.unit.test_renewal_unit import make_cert, pem
 
 UTC = dt.timezone.utc
 
@@ -366,6 +377,275 @@ def test_the_python_example_of_renewal_md(pebble: Pebble, tmp_path: Path) -> Non
         f.name for f in text_string_to_metric_families((tmp_path / "acmelite.prom").read_text())
     }
     assert "acmelite_certificate_not_after_seconds" in families
+
+
+# -- ARI-directed renewals first ---------------------------------------------------------------
+
+
+def test_max_orders_go_to_ari_directed_renewals_before_sooner_expiries(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two certificates are due because Pebble moved their ARI windows into the past; three
+    are due by the lifetime rule (their stored answer: no ARI) and expire within a week,
+    much sooner. ``--max-orders 2``: the ARI-directed ones get the orders (Let's Encrypt
+    exempts them from its limits); the others are deferred, although they expire first."""
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 5)
+    directed, by_lifetime = dirs[:2], dirs[2:]
+    for d in directed:
+        window_in_the_past(pebble, d)
+    now = dt.datetime.now(UTC)
+    for i, d in enumerate(by_lifetime):
+        (name,) = load_config(d).names
+        cert = make_cert(days=90, start=now - dt.timedelta(days=85 + i), serial=0x7000 + i,
+                         name=name)  # fmt: skip
+        (d / "cert.pem").write_bytes(pem(cert))
+        save_state(d, RenewalState(ari=ari_unsupported(certificate_id(cert), now=now)))
+    old = {d: serial(d) for d in dirs}
+
+    code, results, err = renew(capsys, "--all-under", str(tmp_path / "certs"), "--max-orders", "2")
+    assert code == 3, err
+    found = by_dir(results)
+    for d in directed:
+        assert found[str(d)]["status"] == "renewed", found[str(d)]
+        assert "ARI window" in str(found[str(d)]["reason"])
+        assert serial(d) != old[d]
+    for d in by_lifetime:
+        assert found[str(d)]["status"] == "deferred", found[str(d)]
+        assert "limit of 2 new order" in str(found[str(d)]["reason"])
+        assert serial(d) == old[d]
+        assert json.loads((d / STATE_FILE).read_text())["next_attempt"] is None
+    placed = new_orders(counting)
+    assert placed[201] == 2, placed
+    # The deferred ones were due by the lifetime rule: a dry run says so, sending nothing to
+    # the CA for them (their stored answer is fresh).
+    counting.reset_counts()
+    code, again, _ = renew(capsys, "--dry-run", *map(str, by_lifetime))
+    assert code == 0 and {r["status"] for r in again} == {"due"}
+    assert all("lifetime" in str(r["reason"]) for r in again)
+    assert counting.requests == []
+
+
+# -- a CA account that went dark: the circuit breaker -----------------------------------------
+
+#: renewal.json's timeout of each dark directory: what one request to a blackhole costs.
+DARK_TIMEOUT = 1.0
+
+
+class Blackhole:
+    """A loopback port that accepts every connection, counts it, and never answers: a CA
+    gone dark the worst way, where each request waits out its whole timeout."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.1)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}/dir"
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._held.append(self._listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    hole = Blackhole()
+    try:
+        yield hole
+    finally:
+        hole.close()
+
+
+def dark_tree(
+    template: Path, root: Path, server: str, n: int, *, ca_bundle: str, ari_stored: bool,
+    timeout: float = DARK_TIMEOUT,
+) -> list[Path]:  # fmt: skip
+    """``n`` directories ``root/dark-i`` whose renewal.json names ``server`` (with an account
+    key of their own, and ``timeout``; ``template``'s otherwise), each holding
+    a certificate due by the lifetime rule (5 of its 90 days left). ``ari_stored``: a fresh
+    stored answer says the CA has no ARI, so a run sends nothing before the order."""
+    base = load_config(template)
+    now = dt.datetime.now(UTC)
+    dirs = []
+    for i in range(n):
+        out = root / f"dark-{i:02d}"
+        out.mkdir(mode=0o700)
+        name = f"dark{i}.fleet.test"
+        cert = make_cert(days=90, start=now - dt.timedelta(days=85), serial=0x5000 + i,
+                         name=name)  # fmt: skip
+        (out / "cert.pem").write_bytes(pem(cert))
+        config = replace(base, names=(name,), server=server, ca_bundle=ca_bundle,
+                         account_key=str(root / "dark.key"), timeout=timeout)  # fmt: skip
+        save_config(out, config)
+        if ari_stored:
+            save_state(out, RenewalState(ari=ari_unsupported(certificate_id(cert), now=now)))
+        dirs.append(out)
+    return dirs
+
+
+def test_a_dark_ca_costs_a_run_three_timeouts_not_one_per_directory(
+    pebble: Pebble,
+    counting: FaultProxy,
+    blackhole: Blackhole,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ten due directories at a blackholed CA, three at Pebble. The ARI requests of the
+    planning step open the breaker after three timeouts; the seven others decide by the
+    lifetime rule without a request; all ten are held back (``ca-unavailable``, a next
+    attempt, no failure counted) and Pebble's three are renewed."""
+    good = make_tree(pebble, counting, tmp_path, capsys, 3)
+    for d in good:
+        window_in_the_past(pebble, d)
+    root = tmp_path / "certs"
+    dark = dark_tree(good[0], root, blackhole.url, 10, ca_bundle=pebble.ca_bundle,
+                     ari_stored=False)  # fmt: skip
+    metrics = tmp_path / "acmelite.prom"
+    started = dt.datetime.now(UTC)
+    code, results, err = renew(capsys, "--all-under", str(root), "--concurrency", "1",
+                               "--metrics-file", str(metrics))  # fmt: skip
+
+    assert blackhole.connections == 3  # not 10: one timeout per request, three requests
+    found = by_dir(results)
+    for d in good:
+        assert found[str(d)]["status"] == "renewed", found[str(d)]
+    ari_errors = []
+    for d in dark:
+        result = found[str(d)]
+        assert result["status"] == "ca-unavailable", result
+        reason = str(result["reason"])
+        assert reason.startswith(f"not tried: {blackhole.url} failed 3 requests in a row"), reason
+        assert "\n" not in reason and result["failures"] == 0
+        state = json.loads((d / STATE_FILE).read_text())
+        assert state["failures"] == 0 and state["last_error"] is None
+        until = dt.datetime.fromisoformat(state["next_attempt"])
+        assert dt.timedelta(minutes=9) < until - started < dt.timedelta(minutes=11)
+        assert state["hold_reason"].startswith("not tried:")
+        ari_errors.append(state["ari"]["error"])
+    # Three ARI requests waited out their timeout; seven were never sent.
+    assert sum("not tried" not in e for e in ari_errors) == 3, ari_errors
+    assert sum("not tried" in e for e in ari_errors) == 7, ari_errors
+    assert code == 1, err  # due certificates left untried: the run failed at the CA
+    assert "3 renewed, 10 ca-unavailable" in err
+    assert f"{blackhole.url} failed 3 requests in a row" in err  # the warning, once
+    assert err.count("failed 3 requests in a row (last:") == 1
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    run = {s.labels["result"]: s.value for s in families["acmelite_run_certificates"].samples}
+    assert run["ca-unavailable"] == 10 and run["failed"] == 0 and run["renewed"] == 3
+    failures = families["acmelite_renewal_consecutive_failures"].samples
+    assert {s.value for s in failures} == {0}
+
+    # The next run leaves them alone until the next attempt: no connection at all.
+    code, again, _ = renew(capsys, *map(str, dark))
+    assert code == 0 and {r["status"] for r in again} == {"backing-off"}
+    assert all("waiting until" in str(r["reason"]) for r in again)
+    assert blackhole.connections == 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_breaker_fails_the_first_orders_and_holds_back_the_rest(
+    pebble: Pebble,
+    counting: FaultProxy,
+    blackhole: Blackhole,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    concurrency: int,
+) -> None:
+    """Nothing to ask before the order (the stored answers are fresh): the orders at the
+    dark CA each wait out a timeout until three have failed; those three are failures of
+    their certificates, the others are held back without a request. With several threads,
+    a thread that spent its certificate's whole timeout waiting behind a request that
+    failed is held back too: it sent nothing."""
+    good = make_tree(pebble, counting, tmp_path, capsys, 3)
+    for d in good:
+        window_in_the_past(pebble, d)
+    root = tmp_path / "certs"
+    dark = dark_tree(good[0], root, blackhole.url, 10, ca_bundle=pebble.ca_bundle,
+                     ari_stored=True)  # fmt: skip
+    report = Fleet(discover(roots=[root]), concurrency=concurrency).renew()
+
+    found = {r.path: r for r in report.results}
+    assert all(found[d].status == "renewed" for d in good), [found[d] for d in good]
+    failed = [found[d] for d in dark if found[d].status == "failed"]
+    held = [found[d] for d in dark if found[d].status == "ca-unavailable"]
+    assert len(failed) + len(held) == 10, [r.status for r in report.results]
+    # Each failure is one request that waited out its timeout; nothing else reached the CA.
+    assert len(failed) == blackhole.connections
+    if concurrency == 1:
+        assert blackhole.connections == 3
+    else:  # the requests in flight when the third failed may fail too
+        assert 3 <= blackhole.connections <= 3 + concurrency - 1
+    for result in failed:
+        assert result.failures == 1 and not isinstance(result.error, CaUnavailable)
+        assert json.loads((result.path / STATE_FILE).read_text())["failures"] == 1
+    for result in held:
+        assert result.failures == 0 and result.next_check is not None
+        assert result.reason.startswith("not tried: "), result.reason
+        state = json.loads((result.path / STATE_FILE).read_text())
+        assert state["failures"] == 0 and state["next_attempt"] is not None
+    assert report.unavailable.keys() == {(blackhole.url, str(root / "dark.key"))}
+    assert report.failed and report.counts()["ca-unavailable"] == len(held)
+
+
+@pytest.mark.parametrize(
+    ("fault", "per_request"),
+    [
+        (Fault.error(503, on=On(times=None)), 1),  # 503 without Retry-After: not waited
+        (Fault.reset(on=On(times=None)), 3),  # a GET is sent 3 times before it fails
+    ],
+    ids=["503", "reset"],
+)
+def test_a_failing_ca_opens_the_breaker_and_others_carry_on(
+    pebble: Pebble,
+    counting: FaultProxy,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: Fault,
+    per_request: int,
+) -> None:
+    """Another route to Pebble answers every request with 503, or resets every connection:
+    three requests, then nothing more to that account; the account through the healthy
+    proxy renews as usual."""
+    (good,) = make_tree(pebble, counting, tmp_path, capsys, 1)
+    window_in_the_past(pebble, good)
+    root = tmp_path / "certs"
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as failing:
+        failing.inject(fault)
+        # Time enough for every retry of a GET (the transport pauses 0.5 s, then 1 s).
+        dark = dark_tree(good, root, failing.directory_url, 5, ca_bundle=failing.ca_bundle,
+                         ari_stored=True, timeout=30)  # fmt: skip
+        report = Fleet([good, *dark], concurrency=1).renew()
+        seen, failing_url = list(failing.requests), failing.directory_url
+    statuses = [r.status for r in report.results]
+    assert statuses == ["renewed", "failed", "failed", "failed", *["ca-unavailable"] * 2]
+    assert len(seen) == 3 * per_request, seen
+    assert {e.kind for e in seen} == {"directory"}
+    assert all(r.failures == 1 for r in report.results[1:4])
+    assert all(r.failures == 0 and r.next_check for r in report.results[4:])
+    assert report.unavailable.keys() == {(failing_url, str(root / "dark.key"))}
 
 
 def test_list_through_the_index_follows_renewals(

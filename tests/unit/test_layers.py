@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
         "acmelite.renewal",
         "acmelite.persist",
         "acmelite.origin",
+        "acmelite.breaker",
     ),
     ("acmelite.validation",),
     ("acmelite.jws", "acmelite.csr", "acmelite.trust", "acmelite.tlsprobe"),
