@@ -491,7 +491,10 @@ class ManagedCertificate:
         base = _decided(self._result(cert, state), decision, "")
         replaces = None
         if cert is not None and shares_a_name(self.config.names, certificate_names(cert)):
-            replaces = certificate_id(cert)
+            try:
+                replaces = certificate_id(cert)
+            except InvalidInput as exc:  # no AKI (not from an ACME CA): a new order, no replaces
+                log.info("%s: ordering without replaces: %s", self.path, exc)
         try:
             key = self._current_key() if reuse_key and self.config.csr is None else None
             bundle, replaced = session.issue(private_key=key, replaces=replaces)

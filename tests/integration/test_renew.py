@@ -320,3 +320,22 @@ def test_renew_as_cron_runs_it(
     lines: Sequence[str] = result.out.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"{out}: not-due: ARI window ")
+
+
+def test_a_certificate_without_an_aki_is_renewed_without_replaces(
+    pebble: Pebble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cert.pem put there by hand (self-signed, no Authority Key Identifier, so no ARI
+    certificate id) and due: a plain new order, not a crash."""
+    from tests.unit.test_renewal_unit import make_cert, pem
+
+    out = issue(pebble, tmp_path, capsys, "noaki.renew.test")
+    start = dt.datetime.now(UTC) - dt.timedelta(days=80)
+    stand_in = make_cert(days=85, start=start, aki=None, name="noaki.renew.test")
+    target = (out / "cert.pem").resolve()
+    target.write_bytes(pem(stand_in))
+    code, (result,), err = renew(capsys, str(out))
+    assert code == 3, err
+    assert result["status"] == "renewed" and result["replaces"] is None
+    assert cert_of(out).serial_number != stand_in.serial_number
+    assert "crashed" not in err
