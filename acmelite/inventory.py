@@ -286,6 +286,61 @@ _ROW = (
 )  # fmt: skip
 
 
+_fromiso = dt.datetime.fromisoformat
+
+
+def _when_or_none(value: object) -> dt.datetime | None:
+    if value is None:
+        return None
+    moment = _fromiso(value)  # type: ignore[arg-type]  # TypeError for a non-string
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r}: no time zone")
+    return moment
+
+
+def _str(value: object) -> str:
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise TypeError(f"{value!r}: not a string")
+    return value
+
+
+def _from_row(row: list[object], path: Path) -> CertificateRecord:
+    """:meth:`CertificateRecord.from_json` of an index row (the values in :data:`_ROW`'s
+    order), with the same checks, unrolled: a warm list makes one per directory."""
+    (status, reason, names, server, profile, common_name, issuer, serial, not_before,
+     not_after, raw, renew_at, next_check, last_renewal, failures, last_error, next_attempt,
+     pending, error) = row  # fmt: skip
+    if type(status) is not str:
+        raise TypeError("status: not a string")
+    if not (profile is None or type(profile) is str) or not (serial is None or type(serial) is str):
+        raise TypeError("profile/serial: not a string")
+    if type(names) is not list or not all(type(n) is str for n in names):
+        raise TypeError("names: not a list of strings")
+    if type(failures) is not int or failures < 0 or type(pending) is not bool:
+        raise TypeError("failures/deploy_pending")
+    window, source = None, ""
+    if raw is not None:
+        if type(raw) is not dict:
+            raise TypeError("renewal_window: not an object")
+        start, end = _when_or_none(raw.get("start")), _when_or_none(raw.get("end"))
+        url, source = raw.get("explanation_url") or "", raw.get("source") or ""
+        if start is None or end is None or type(url) is not str or type(source) is not str:
+            raise ValueError("renewal_window: no start or end")
+        window = RenewalInfo(start=start, end=end, explanation_url=url)
+    return CertificateRecord(
+        path=path, status=status, reason=_str(reason), names=tuple(names),
+        server=_str(server), profile=profile, common_name=_str(common_name),
+        issuer=_str(issuer), serial=serial, not_before=_when_or_none(not_before),
+        not_after=_when_or_none(not_after), window=window, window_source=source,
+        renew_at=_when_or_none(renew_at), next_check=_when_or_none(next_check),
+        last_renewal=_when_or_none(last_renewal), failures=failures,
+        last_error=_str(last_error), next_attempt=_when_or_none(next_attempt),
+        deploy_pending=pending, error=_str(error),
+    )  # fmt: skip
+
+
 def _indexed(
     key: str, info: os.stat_result, index: InventoryIndex, *, now: dt.datetime,
     default_account_key: str,
@@ -297,7 +352,7 @@ def _indexed(
     row = probe.record
     if isinstance(row, list) and len(row) == len(_ROW):
         try:
-            stored = CertificateRecord.from_json(dict(zip(_ROW, row, strict=True)), path=path)
+            stored = _from_row(row, path)
         except (TypeError, ValueError) as exc:
             log.debug("%s: ignoring its index entry: %s", path, exc)
         else:

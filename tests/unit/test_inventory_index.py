@@ -23,7 +23,7 @@ from acmelite import inventory as inventory_module
 from acmelite.cli import main
 from acmelite.config import load_config
 from acmelite.index import INDEX_FILE
-from acmelite.inventory import _ROW, CertificateRecord, discover, inventory, survey
+from acmelite.inventory import _ROW, CertificateRecord, _from_row, discover, inventory, survey
 from acmelite.managed import load_state, save_state
 from acmelite.renewal import RenewalState
 from tests.unit.test_fleet_unit import NOW, cert_dir, fresh_ari
@@ -297,3 +297,14 @@ def test_cli_list_keeps_the_index(tree: Path, capsys: pytest.CaptureFixture[str]
     assert (tree / INDEX_FILE).exists()
     # the index is not a certificate directory, nor does a walk of the tree list it
     assert all(INDEX_FILE not in str(p) for p in discover(roots=[tree]))
+
+
+@pytest.mark.usefixtures("no_racy")
+def test_index_rows_read_back_as_from_json_reads_them(tree: Path) -> None:
+    surveyed(tree)
+    records = index_of(tree)["records"]
+    assert isinstance(records, dict) and records
+    for key, entry in records.items():
+        row = entry["record"]
+        fields = dict(zip(_ROW, row, strict=True))
+        assert _from_row(row, Path(key)) == CertificateRecord.from_json(fields, path=Path(key))
