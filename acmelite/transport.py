@@ -527,6 +527,7 @@ class Transport:
                     raise DeadlineExceeded(f"deadline reached before {method} {url}")
                 timeout = min(timeout, remaining)
             watch = _Watch(timeout)
+            raw = None  # set once the status line and headers are in
             try:
                 with watch:
                     raw = self._session.request(
@@ -553,6 +554,7 @@ class Transport:
                     attempt=attempt,
                     attempts=attempts,
                     idempotent=idempotent,
+                    answering=raw is not None,
                 )
                 if failure is not None:
                     if breaker is not None:
@@ -590,8 +592,10 @@ class Transport:
         attempt: int,
         attempts: int,
         idempotent: bool,
+        answering: bool = False,
     ) -> AcmeliteError | None:
-        """The error to raise for a failed attempt; None: pause and try again."""
+        """The error to raise for a failed attempt; None: pause and try again. ``answering``:
+        the server had sent its status line and headers (it was slow with the body)."""
         timed_out = watch.fired or isinstance(exc, requests.exceptions.Timeout)
         if isinstance(exc, requests.exceptions.SSLError) and not watch.fired:
             return NetworkError(
@@ -605,12 +609,11 @@ class Transport:
             self._sleep(pause)
             return None
         if late and timed_out:
-            what = "still sending its answer to" if watch.fired else "did not answer"
+            what = "still sending its answer to" if answering else "did not answer"
             return DeadlineExceeded(f"{_host(url)} {what} {method} {url} at the deadline")
         if watch.fired:
-            return NetworkError(
-                f"{_host(url)} did not finish answering {method} {url} within {timeout:.0f} s"
-            )
+            what = "did not finish answering" if answering else "did not answer"
+            return NetworkError(f"{_host(url)} {what} {method} {url} within {timeout:.0f} s")
         assert isinstance(exc, requests.exceptions.RequestException)  # noqa: S101 - see caller
         return _network_error(method, url, exc, timeout, resent=attempt > 1, idempotent=idempotent)
 
