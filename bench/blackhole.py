@@ -24,11 +24,9 @@ import argparse
 import datetime as dt
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,45 +39,7 @@ from acmelite.csr import certificate_id
 from acmelite.managed import ManagedCertificate, save_state
 from acmelite.renewal import RenewalState, ari_unsupported
 from acmelite.solvers.registry import ChallengeConfig
-from acmelite.testing import PebbleServer
-
-
-class Blackhole:
-    """Accepts connections on a loopback port, counts them, and never answers."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self._listener.settimeout(0.1)
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self._listener.getsockname()[1]}/dir"
-
-    @property
-    def connections(self) -> int:
-        return len(self._held)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._held.append(self._listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._held:
-            conn.close()
-        self._listener.close()
+from acmelite.testing import Blackhole, PebbleServer
 
 
 def move_window_to_the_past(pebble: PebbleServer, out: Path) -> None:

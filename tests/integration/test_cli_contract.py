@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from acmelite import AccountKey, AcmeClient, InvalidInput
 from acmelite.cli import build_parser
 from acmelite.constants import CHALLENGE_TYPES
+from acmelite.testing.blackhole import Blackhole
 from acmelite.testing.pebble import Pebble
 from tests.integration.test_renew import window_in_the_past
 from tests.support import CliResult, default_signals, issue_argv, run_cli, run_cli_subprocess
@@ -82,30 +83,8 @@ def self_signed(tmp: Path, name: str, *, days: float = 30, start_days: float = -
 @pytest.fixture
 def silent_tls_port() -> Iterator[int]:
     """A port that accepts connections and never says a word (a hung TLS handshake)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        server.close()
+    with Blackhole() as hole:
+        yield hole.port
 
 
 # -- every row of the exit-code table --------------------------------------------------------

@@ -26,6 +26,7 @@ from acmelite.http import ApiError, JsonApi
 from acmelite.solvers.lexicon import LexiconSolver
 from acmelite.solvers.powerdns import PowerDnsSolver
 from acmelite.testing.bind import BindServer
+from acmelite.testing.blackhole import Blackhole
 from acmelite.testing.dns_conformance import make_dns_task
 from acmelite.testing.pebble import PebbleServer
 from acmelite.testing.powerdns import PowerDnsServer
@@ -200,32 +201,8 @@ def test_powerdns_carries_the_apis_error_message(powerdns: PowerDnsServer) -> No
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """``http://127.0.0.1:PORT``: accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        listener.close()
+    with Blackhole(scheme="http", path="") as hole:
+        yield hole.url
 
 
 def test_an_api_that_never_answers_is_given_up_on(

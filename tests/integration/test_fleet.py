@@ -16,10 +16,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -36,6 +34,7 @@ from acmelite.fleet import Fleet
 from acmelite.inventory import discover, inventory
 from acmelite.managed import STATE_FILE, save_state
 from acmelite.renewal import RenewalState, ari_unsupported
+from acmelite.testing.blackhole import Blackhole
 from acmelite.testing.pebble import Pebble
 from acmelite.testing.proxy import Fault, FaultProxy, On
 from tests.integration.test_renew import set_renewal_info, window_in_the_past
@@ -429,45 +428,6 @@ def test_max_orders_go_to_ari_directed_renewals_before_sooner_expiries(
 
 #: renewal.json's timeout of each dark directory: what one request to a blackhole costs.
 DARK_TIMEOUT = 1.0
-
-
-class Blackhole:
-    """A loopback port that accepts every connection, counts it, and never answers: a CA
-    gone dark the worst way, where each request waits out its whole timeout."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self._listener.settimeout(0.1)
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self._listener.getsockname()[1]}/dir"
-
-    @property
-    def connections(self) -> int:
-        return len(self._held)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._held.append(self._listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._held:
-            conn.close()
-        self._listener.close()
 
 
 @pytest.fixture

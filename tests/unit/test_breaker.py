@@ -105,32 +105,18 @@ def test_the_transport_reports_each_request_once_and_sends_nothing_while_open() 
 def test_a_server_that_never_answers_is_said_to_have_not_answered() -> None:
     """A connection accepted and never answered (a blackhole): "did not answer", not
     "still sending its answer" — that is for a server that sent its head, then stalled."""
-    import threading
     import time
 
     from acmelite.errors import DeadlineExceeded
+    from acmelite.testing.blackhole import Blackhole
 
-    held: list[socket.socket] = []
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        url = f"http://127.0.0.1:{server.getsockname()[1]}/dir"
-
-        def accept() -> None:
-            while True:
-                try:
-                    held.append(server.accept()[0])
-                except OSError:
-                    return
-
-        threading.Thread(target=accept, daemon=True).start()
+    with Blackhole(scheme="http") as hole:
         transport = Transport(insecure=True, timeout=0.5, sleep=lambda _: None)
         try:
             with pytest.raises(NetworkError, match=r"did not answer GET http://\S+/dir within"):
-                transport.get(url)
+                transport.get(hole.url)
             with pytest.raises(DeadlineExceeded, match=r"did not answer GET .* at the deadline"):
-                transport.get(url, deadline=time.monotonic() + 0.5)
+                transport.get(hole.url, deadline=time.monotonic() + 0.5)
         finally:
             transport.close()
-            for conn in held:
-                conn.close()
+        assert hole.connections >= 2
