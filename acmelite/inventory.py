@@ -54,26 +54,6 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _moment(value: object) -> dt.datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("not a timestamp")
-    moment = dt.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"{value!r}: no time zone")
-    return moment
-
-
-def _text(data: Mapping[str, object], key: str, *, optional: bool = True) -> str:
-    value = data.get(key)
-    if value is None and optional:
-        return ""
-    if not isinstance(value, str):
-        raise TypeError(f"{key}: not a string")
-    return value
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateRecord:
     """One certificate directory as its files describe it (see :func:`record`).
@@ -147,50 +127,7 @@ class CertificateRecord:
     def from_json(cls, data: Mapping[str, object], *, path: Path) -> CertificateRecord:
         """The record :meth:`to_json` wrote (for ``path``); ``TypeError``/``ValueError``
         for anything else."""
-        names = data.get("names")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise TypeError("names: not a list of strings")
-        window, source = None, ""
-        raw = data.get("renewal_window")
-        if isinstance(raw, dict):
-            start, end = _moment(raw.get("start")), _moment(raw.get("end"))
-            if start is None or end is None:
-                raise ValueError("renewal_window: no start or end")
-            window = RenewalInfo(
-                start=start, end=end, explanation_url=_text(raw, "explanation_url")
-            )
-            source = _text(raw, "source")
-        elif raw is not None:
-            raise TypeError("renewal_window: not an object")
-        failures, pending = data.get("failures"), data.get("deploy_pending")
-        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
-            raise TypeError("failures: not a count")
-        if not isinstance(pending, bool):
-            raise TypeError("deploy_pending: not a boolean")
-        profile, serial = data.get("profile"), data.get("serial")
-        return cls(
-            path=path,
-            status=_text(data, "status", optional=False),
-            reason=_text(data, "reason"),
-            names=tuple(names),
-            server=_text(data, "server"),
-            profile=_text(data, "profile") if profile is not None else None,
-            common_name=_text(data, "common_name"),
-            issuer=_text(data, "issuer"),
-            serial=_text(data, "serial") if serial is not None else None,
-            not_before=_moment(data.get("not_before")),
-            not_after=_moment(data.get("not_after")),
-            window=window,
-            window_source=source,
-            renew_at=_moment(data.get("renew_at")),
-            next_check=_moment(data.get("next_check")),
-            last_renewal=_moment(data.get("last_renewal")),
-            failures=failures,
-            last_error=_text(data, "last_error"),
-            next_attempt=_moment(data.get("next_attempt")),
-            deploy_pending=pending,
-            error=_text(data, "error"),
-        )
+        return _from_row([data.get(key) for key in _ROW], path)
 
     def true_until(self, now: dt.datetime) -> dt.datetime | None:
         """Until when this record, made at ``now``, holds while its files stay the same: a
@@ -307,8 +244,9 @@ def _str(value: object) -> str:
 
 
 def _from_row(row: list[object], path: Path) -> CertificateRecord:
-    """:meth:`CertificateRecord.from_json` of an index row (the values in :data:`_ROW`'s
-    order), with the same checks, unrolled: a warm list makes one per directory."""
+    """The record of an index row (the values of :meth:`CertificateRecord.to_json` in
+    :data:`_ROW`'s order), each checked; ``TypeError``/``ValueError`` for anything else.
+    Unrolled, without a dict: a warm list makes one per directory."""
     (status, reason, names, server, profile, common_name, issuer, serial, not_before,
      not_after, raw, renew_at, next_check, last_renewal, failures, last_error, next_attempt,
      pending, error) = row  # fmt: skip
