@@ -13,10 +13,12 @@ that has not changed since the last list is neither read nor parsed again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -280,12 +282,11 @@ def _from_row(row: list[object], path: Path) -> CertificateRecord:
 
 
 def _indexed(
-    key: str, info: os.stat_result, index: InventoryIndex, *, now: dt.datetime,
+    path: Path, key: str, info: os.stat_result, index: InventoryIndex, *, now: dt.datetime,
     default_account_key: str,
 ) -> CertificateRecord:  # fmt: skip
     """:func:`record` through ``index``: the stored record while the files are unchanged
     and it still holds, else read from the files and stored."""
-    path = Path(key)
     probe = index.probe(key, info, now=now)
     row = probe.record
     if isinstance(row, list) and len(row) == len(_ROW):
@@ -300,6 +301,40 @@ def _indexed(
     data = fresh.to_json()
     index.store(probe, [data[k] for k in _ROW], since=now, until=fresh.true_until(now))
     return fresh
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a survey builds its records.
+
+    A warm survey of 10,000 directories makes some 200,000 containers (the parsed index,
+    the records), all of them kept: the collector's passes over the growing heap found
+    nothing to free and took a third of the time. Reference counting still frees what
+    dies; the collector resumes (if it ran before) when the survey ends.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class _Paths:
+    """``Path`` objects for the absolute, normalized paths of a walk, each made from its
+    parent's (parsing a whole path again costs three times as much)."""
+
+    def __init__(self) -> None:
+        self._parents: dict[str, Path] = {}
+
+    def __call__(self, key: str) -> Path:
+        head, _, name = key.rpartition("/")
+        parent = self._parents.get(head)
+        if parent is None:
+            parent = self._parents[head] = Path(head or "/")
+        return parent / name
 
 
 def inventory(
@@ -332,14 +367,17 @@ def survey(
         if key not in found:
             found[key] = record(key, now=now, default_account_key=default_account_key)
     context = {"euid": os.geteuid(), "account_key": default_account_key}
-    for root in roots:
-        index = InventoryIndex.load(
-            root, context=context, files=_RECORD_FILES, trusted=_TRUSTED_FILES
-        )
-        for key, info in index.walk():
-            if key not in found:
-                found[key] = _indexed(
-                    key, info, index, now=now, default_account_key=default_account_key
-                )
-        index.save()
+    paths = _Paths()
+    with _collector_paused():
+        for root in roots:
+            index = InventoryIndex.load(
+                root, context=context, files=_RECORD_FILES, trusted=_TRUSTED_FILES
+            )
+            for key, info in index.walk():
+                if key not in found:
+                    found[key] = _indexed(
+                        paths(key), key, info, index, now=now,
+                        default_account_key=default_account_key,
+                    )  # fmt: skip
+            index.save()
     return list(found.values())

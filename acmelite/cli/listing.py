@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from typing import TYPE_CHECKING
 
 from .common import add_output_arguments
@@ -29,10 +30,11 @@ from .renew import add_all_under, add_metrics_argument, check_metrics_file, chec
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Iterable
 
     from ..inventory import CertificateRecord
 
-__all__ = ["add_parser", "render_line", "run"]
+__all__ = ["add_parser", "json_array", "render_line", "run"]
 
 log = logging.getLogger("acmelite.cli")
 
@@ -99,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
         days = args.expiring_within
         shown = [r for r in records if r.status == "unreadable" or r.expires_within(days, now=now)]
     if args.json:
-        print(json.dumps([r.to_json() for r in shown], indent=2))
-    else:
-        for rec in shown:
-            print(render_line(rec, now=now))
+        print(json_array(r.to_json() for r in shown))
+    elif shown:
+        # one write, not one print per directory: a fleet's listing is 10,000 lines
+        sys.stdout.write("".join(f"{render_line(rec, now=now)}\n" for rec in shown))
     if args.metrics_file is not None:
         from .. import metrics
 
@@ -120,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
         if expiring or unreadable:
             return EXIT_ERROR
     return EXIT_ERROR if unreadable else EXIT_OK
+
+
+def json_array(items: Iterable[object]) -> str:
+    """A JSON array with one item per line: ``json``'s C encoder writes each (``indent=``
+    would take its pure-Python one, three times slower over a fleet's 10,000 objects), and a
+    line per directory suits ``grep`` as well as ``jq``."""
+    body = ",\n".join(f"  {json.dumps(item)}" for item in items)
+    return f"[\n{body}\n]" if body else "[]"
 
 
 def printable(text: str) -> str:

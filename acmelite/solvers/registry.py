@@ -31,12 +31,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ..challenges import ConfigurableSolver, Solver, SolverOption
 from ..errors import InvalidInput
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "BUILTIN_SOLVERS",
@@ -207,6 +209,10 @@ class SolverInfo:
 
 
 def _entry_points() -> dict[str, EntryPoint]:
+    # imported here: importlib.metadata is a tenth of a warm `acmelite list`'s time, and
+    # reading renewal.json (config.py) needs this module but no entry point
+    from importlib.metadata import EntryPoint, entry_points
+
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep)

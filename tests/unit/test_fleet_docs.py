@@ -78,6 +78,8 @@ def _argv(line: str) -> list[str]:
     """The arguments after the ``acmelite`` that runs a subcommand (cron lines name the
     user first)."""
     words = shlex.split(line)
+    if "|" in words:  # `acmelite list --json ... | jq ...`
+        words = words[: words.index("|")]
     start = max(i for i, w in enumerate(words[:-1]) if w == "acmelite" and words[i + 1] in COMMANDS)
     return words[start + 1 :]
 
