@@ -83,6 +83,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     """parse -> :func:`~acmelite.inventory.survey` -> render (and the metrics file)."""
+    from ..inventory import collector_paused
+
+    with collector_paused():  # until the records are printed, not only while surveyed
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..inventory import survey
     from ..renewal import now_utc
     from .common import default_account_key

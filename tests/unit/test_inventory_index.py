@@ -348,3 +348,23 @@ def test_a_survey_pauses_the_collector_and_leaves_it_as_it_was(
     with pytest.raises(RuntimeError, match="a bug in a reader"):
         survey(roots=[tree], now=NOW)
     assert gc.isenabled()
+
+
+def test_cli_list_keeps_the_collector_paused_until_it_has_printed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else the collector's first pass after the survey walks all of its records."""
+    from acmelite.cli import listing
+
+    during: list[bool] = []
+    real = listing.render_line
+
+    def spy(rec: CertificateRecord, *, now: dt.datetime) -> str:
+        during.append(gc.isenabled())
+        return real(rec, now=now)
+
+    monkeypatch.setattr(listing, "render_line", spy)
+    assert main(["list", "--all-under", str(tree)]) == 1  # junk is unreadable
+    assert len(during) == 4 and not any(during)
+    assert gc.isenabled()
+    assert capsys.readouterr().out.count("\n") == 4
