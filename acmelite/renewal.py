@@ -354,10 +354,11 @@ class Decision:
 
 
 def _when(value: dt.datetime) -> str:
-    """``2026-11-23 12:00 UTC`` (formatted by hand: strftime costs more than the rest of a
-    decision, and an inventory makes thousands)."""
-    v = value.astimezone(dt.timezone.utc)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d} UTC"
+    """``2026-11-23 12:00 UTC``, cut from ``isoformat`` (in C: strftime, or formatting the
+    fields in Python, costs twice as much, and a listing of 10,000 makes 40,000)."""
+    if value.tzinfo is not dt.timezone.utc:
+        value = value.astimezone(dt.timezone.utc)
+    return f"{value.isoformat(' ', 'minutes')[:16]} UTC"
 
 
 def _days(delta: dt.timedelta) -> str:

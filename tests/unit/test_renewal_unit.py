@@ -48,6 +48,7 @@ from acmelite.renewal import (
     lifetime_window,
     pick_moment,
     refused_replaces,
+    when,
 )
 from acmelite.solvers import ChallengeConfig
 from acmelite.transport import Response
@@ -557,3 +558,19 @@ def test_documented_exit_codes() -> None:
 
     text = (DOCS / "renewal.md").read_text()
     assert f"| {EXIT_RENEWED} | at least one certificate renewed, and none failed |" in text
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 11, 23, 12, 0, 59, 999999, tzinfo=dt.timezone.utc),  # not rounded
+        dt.datetime(2027, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        dt.datetime(2026, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-11))),
+        dt.datetime(999, 3, 4, 5, 6, tzinfo=dt.timezone.utc),  # years padded to four digits
+    ],
+)
+def test_when_is_the_utc_minute(moment: dt.datetime) -> None:
+    utc = moment.astimezone(dt.timezone.utc)
+    expected = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d} UTC"
+    assert when(moment) == expected
