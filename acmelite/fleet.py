@@ -23,7 +23,8 @@ Theory of operation — one :meth:`Fleet.renew`:
    the account: once the CA answered ``rateLimited``, no new order goes to that account for
    the rest of the run, and every certificate it holds back records ``next_attempt`` at the
    end of the CA's ``Retry-After`` (``rate-limited``, not a failure); ``max_orders`` caps
-   the orders of the run (the rest are ``deferred`` to the next run). Failed validations
+   the orders of the run (the rest are ``deferred`` to the next run; a certificate held
+   back before its order leaves its turn to the next most urgent). Failed validations
    back off per certificate, as for one directory.
 4. Throughout, each CA account has a circuit breaker (:mod:`acmelite.breaker`): after
    ``breaker_threshold`` requests in a row failed at the transport (refused, TLS, a
@@ -297,10 +298,7 @@ class Fleet:
                              key=lambda i: _urgency(planned[i]))  # fmt: skip
                 if due and not dry_run:
                     log.info("%d of %d certificate(s) due", len(due), len(self.paths))
-                    # The order budget goes to the most urgent, whichever thread is first.
-                    budget = len(due) if self.max_orders is None else self.max_orders
-                    ordered, held = due[:budget], due[budget:]
-                    results.update(zip(ordered, workers.map(renew_one, ordered), strict=True))
+                    held = _spend_budget(due, gate, workers, renew_one, results)
                     defer = _deferral(self.max_orders)
                     results.update(zip(held, workers.map(lambda i: one(i, defer), held),
                                        strict=True))  # fmt: skip
@@ -313,6 +311,26 @@ class Fleet:
             results=done, started=started, finished=now_utc(), requests=requests,
             rate_limited=dict(gate.blocked), unavailable=down, orders=gate.orders,
         )  # fmt: skip
+
+
+def _spend_budget(
+    due: list[int], gate: _Gate, workers: ThreadPoolExecutor,
+    renew_one: Callable[[int], RenewalResult], results: dict[int, RenewalResult],
+) -> list[int]:  # fmt: skip
+    """Renew ``due`` (most urgent first) within the order budget; the ones left over.
+
+    The budget goes to the most urgent, whichever thread is first: in waves of as many as
+    there are orders left. A certificate held back before its order (its account
+    rate-limited earlier in the run, its CA unavailable) spends none, and leaves its turn
+    to the next wave, the next most urgent; one cleared to order counts, whatever follows."""
+    pending = list(due)
+    while pending:
+        left = len(pending) if gate.max_orders is None else gate.max_orders - gate.orders
+        if left <= 0:
+            break
+        wave, pending = pending[:left], pending[left:]
+        results.update(zip(wave, workers.map(renew_one, wave), strict=True))
+    return pending
 
 
 def summary(report: FleetReport) -> str:

@@ -324,6 +324,35 @@ def test_max_orders_defers_the_rest_soonest_expiry_first(
     assert code == 3 and {r["status"] for r in results} == {"renewed"}
 
 
+def test_a_turn_that_places_no_order_goes_to_the_next_most_urgent(
+    pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-orders 2``, one thread, account A's two 6-day certificates the most urgent: the CA
+    rate-limits A's first order, so A's second places none (held back) and the run's second
+    order goes to account B's certificate (before, B's was deferred with an order unused)."""
+    dirs = make_tree(pebble, counting, tmp_path, capsys, 2, profiles=("shortlived",) * 2)
+    other = tmp_path / "certs" / "team-2" / "svc"
+    (tmp_path / "b").mkdir()
+    argv = issue_argv(
+        pebble, tmp_path / "b", "svc2.fleet.test", out=str(other),
+        directory_url=counting.directory_url, ca_bundle=counting.ca_bundle,
+    )  # fmt: skip
+    assert run_cli([*argv, "-q"], capsys).code == 0
+    dirs.append(other)
+    for d in dirs:
+        window_in_the_past(pebble, d)
+    counting.reset_counts()
+    counting.inject(Fault.error(429, retry_after=600, on=On(method="POST", kind="newOrder")))
+    code, results, err = renew(
+        capsys, "--all-under", str(tmp_path / "certs"), "--max-orders", "2", "--concurrency", "1"
+    )
+    assert code == 3, err
+    status = {d: by_dir(results)[str(d)]["status"] for d in dirs}
+    assert status == {dirs[0]: "rate-limited", dirs[1]: "rate-limited", dirs[2]: "renewed"}, err
+    placed = new_orders(counting)
+    assert placed[429] == 1 and placed[201] == 1, placed
+
+
 def test_dry_run_over_a_fleet_orders_nothing(
     pebble: Pebble, counting: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
