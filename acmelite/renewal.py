@@ -441,9 +441,10 @@ def refused_replaces(exc: ProblemError) -> bool:
     """True for a newOrder problem about ``replaces`` (RFC 9773 §5: alreadyReplaced, ...).
 
     A CA that cannot find the certificate ``replaces`` names refused it as surely: Pebble
-    2.10 answers "could not find an order for the given certificate" for about one
-    certificate in 200 (a defect of the test CA, the same certificate every time), and an
-    order without ``replaces`` goes through."""
+    answers "could not find an order for the given certificate" for a serial whose DER
+    content octets start with the 0x00 that RFC 9773's certID keeps (a top bit set: about 1
+    in 256 of its 63-bit serials) — it files certificates under their serial's minimal
+    bytes — and an order without ``replaces`` goes through (docs/interop.md)."""
     problem = exc.problem
     if problem.short_type == "alreadyReplaced":
         return True

@@ -141,6 +141,15 @@ def key_matches_cert(key_pem: bytes, cert_pem: bytes) -> bool:
     return key.public_key().public_bytes(der, spki) == cert.public_key().public_bytes(der, spki)
 
 
+def pebble_finds_for_replaces(cert: x509.Certificate) -> bool:
+    """Whether Pebble accepts ``replaces`` naming ``cert``. It files a certificate under the
+    hex of its serial's minimal bytes and looks ``replaces`` up under the hex of the
+    certID's, which RFC 9773 makes the DER content octets: a serial whose top bit needs a
+    leading 0x00 (bit length a multiple of 8: about 1 in 256 of Pebble's 63-bit serials) is
+    never found, and the renewal orders without ``replaces`` (docs/interop.md)."""
+    return cert.serial_number.bit_length() % 8 != 0
+
+
 def tree_snapshot(path: Path) -> dict[str, bytes]:
     """Every regular file below ``path`` (following the output links), by relative name."""
     out: dict[str, bytes] = {}
