@@ -461,11 +461,8 @@ DARK_TIMEOUT = 1.0
 
 @pytest.fixture
 def blackhole() -> Iterator[Blackhole]:
-    hole = Blackhole()
-    try:
+    with Blackhole() as hole:
         yield hole
-    finally:
-        hole.close()
 
 
 def dark_tree(
@@ -495,6 +492,21 @@ def dark_tree(
     return dirs
 
 
+def due_beside_dark(
+    pebble: Pebble, counting: FaultProxy, blackhole: Blackhole, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], *, ari_stored: bool,
+) -> tuple[list[Path], Path, list[Path]]:  # fmt: skip
+    """Three due directories at Pebble and ten at ``blackhole`` under ``tmp_path/certs``:
+    (Pebble's, the root, the blackholed ones)."""
+    good = make_tree(pebble, counting, tmp_path, capsys, 3)
+    for d in good:
+        window_in_the_past(pebble, d)
+    root = tmp_path / "certs"
+    dark = dark_tree(good[0], root, blackhole.url, 10, ca_bundle=pebble.ca_bundle,
+                     ari_stored=ari_stored)  # fmt: skip
+    return good, root, dark
+
+
 def test_a_dark_ca_costs_a_run_three_timeouts_not_one_per_directory(
     pebble: Pebble,
     counting: FaultProxy,
@@ -506,12 +518,8 @@ def test_a_dark_ca_costs_a_run_three_timeouts_not_one_per_directory(
     planning step open the breaker after three timeouts; the seven others decide by the
     lifetime rule without a request; all ten are held back (``ca-unavailable``, a next
     attempt, no failure counted) and Pebble's three are renewed."""
-    good = make_tree(pebble, counting, tmp_path, capsys, 3)
-    for d in good:
-        window_in_the_past(pebble, d)
-    root = tmp_path / "certs"
-    dark = dark_tree(good[0], root, blackhole.url, 10, ca_bundle=pebble.ca_bundle,
-                     ari_stored=False)  # fmt: skip
+    good, root, dark = due_beside_dark(pebble, counting, blackhole, tmp_path, capsys,
+                                       ari_stored=False)  # fmt: skip
     metrics = tmp_path / "acmelite.prom"
     started = dt.datetime.now(UTC)
     code, results, err = renew(capsys, "--all-under", str(root), "--concurrency", "1",
@@ -568,12 +576,8 @@ def test_the_breaker_fails_the_first_orders_and_holds_back_the_rest(
     their certificates, the others are held back without a request. With several threads,
     a thread that spent its certificate's whole timeout waiting behind a request that
     failed is held back too: it sent nothing."""
-    good = make_tree(pebble, counting, tmp_path, capsys, 3)
-    for d in good:
-        window_in_the_past(pebble, d)
-    root = tmp_path / "certs"
-    dark = dark_tree(good[0], root, blackhole.url, 10, ca_bundle=pebble.ca_bundle,
-                     ari_stored=True)  # fmt: skip
+    good, root, dark = due_beside_dark(pebble, counting, blackhole, tmp_path, capsys,
+                                       ari_stored=True)  # fmt: skip
     report = Fleet(discover(roots=[root]), concurrency=concurrency).renew()
 
     found = {r.path: r for r in report.results}
